@@ -86,8 +86,14 @@ class TemplateError(InvalidInput):
 
     title = "Invalid script"
 
-    def __init__(self, message: str, *, position: int | None = None, field: str | None = "url_template",
-                 problems: list[TemplateProblem] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        position: int | None = None,
+        field: str | None = "url_template",
+        problems: list[TemplateProblem] | None = None,
+    ) -> None:
         super().__init__(message, field=field)
         self.position = position
         self.problems = problems or []
@@ -107,7 +113,9 @@ class TemplateProblem:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TemplateProblem) and (other.position, other.message) == (
-            self.position, self.message)
+            self.position,
+            self.message,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -124,8 +132,9 @@ class ConnectorError(SwitchboardError):
     title = "CRM connection failed"
     http_status = 502
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, field: str | None = None
+    ) -> None:
         super().__init__(message, field=field)
         self.status = status
         self.retryable = retryable
