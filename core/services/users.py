@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from core.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound
+from core.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from core.models import SshKey, SshKeyPublic, Tenant, User, UserPublic, utcnow
 from core.security import (
     check_password_strength,
@@ -196,3 +197,51 @@ def user_keys(*, session: Session, username: str) -> list[SshKey]:
     if user is None:
         return []
     return list(session.exec(select(SshKey).where(SshKey.user_id == user.id)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is signed in, as every front end needs it: the user, their tenant, and whether they may administer it."""
+
+    user_id: int
+    username: str
+    display_name: str
+    is_admin: bool
+    tenant_id: int
+    tenant_slug: str
+    tenant_name: str
+
+    @property
+    def actor(self) -> Actor:
+        """The audit actor for changes this person makes."""
+        return Actor(name=self.username, tenant_id=self.tenant_id)
+
+
+NOT_ADMIN_MESSAGE = (
+    "Changes made here affect your whole organisation, so they need the administrative privilege, "
+    "which your account does not have. Please inquire with your telephony provider."
+)
+
+
+def identity_for(*, session: Session, user_id: int) -> Identity:
+    """The current identity of a user, read fresh from the database (privileges may have changed)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("this account no longer exists", field="username")
+    tenant = get_tenant_by_id(session=session, tenant_id=user.tenant_id)
+    return Identity(
+        user_id=user.id or 0,
+        username=user.username,
+        display_name=user.display_name,
+        is_admin=user.is_admin,
+        tenant_id=tenant.id or 0,
+        tenant_slug=tenant.slug,
+        tenant_name=tenant.name,
+    )
+
+
+def require_admin(identity: Identity) -> Identity:
+    """The identity, if it holds the administrative privilege; otherwise the neutral explanation."""
+    if not identity.is_admin:
+        raise PermissionDenied(NOT_ADMIN_MESSAGE, title="Administrative privilege needed")
+    return identity
