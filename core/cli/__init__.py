@@ -16,33 +16,6 @@ from core.errors import SwitchboardError
 # Each module adds its commands to ``cli`` when imported.
 from core.cli import admin, integrations, serve  # noqa: F401  isort: skip
 
-PLUGIN_GROUP = "switchboard.commands"
-
-
-def _add_plugin_commands() -> None:
-    """Add the front ends' commands (``tui`` ...), found by entry point so that core never names them."""
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=PLUGIN_GROUP):
-        if entry.name in cli.commands:
-            continue
-        try:
-            command = entry.load()
-        except (ImportError, AttributeError) as exc:  # a missing front end must not take the operator CLI down
-            cli.add_command(_unavailable(entry.name, str(exc)), entry.name)
-            continue
-        cli.add_command(command, entry.name)
-
-
-def _unavailable(name: str, reason: str) -> click.Command:
-    def fail() -> None:
-        raise click.ClickException(f"the '{name}' command is not available in this build ({reason})")
-
-    return click.Command(name, callback=fail, help=f"(not available: {reason})", hidden=True)
-
-
-_add_plugin_commands()
-
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,8 +56,39 @@ class State:
 
 pass_state = click.make_pass_decorator(State)
 
+PLUGIN_GROUP = "switchboard.commands"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class PluginGroup(click.Group):
+    """A group that also offers the front ends' commands (``tui`` ...), found by entry point and imported only
+    when used, so that importing core never imports a front end."""
+
+    def _plugins(self) -> dict[str, EntryPoint]:
+        return {e.name: e for e in entry_points(group=PLUGIN_GROUP) if e.name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self._plugins()])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        entry = None if command is not None else self._plugins().get(cmd_name)
+        if entry is None:
+            return command
+        try:
+            loaded: click.Command = entry.load()
+        except (ImportError, AttributeError) as exc:  # a missing front end must not take the operator CLI down
+            return _unavailable(cmd_name, str(exc))
+        return loaded
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    def fail() -> None:
+        raise click.ClickException(f"the '{name}' command is not available in this build ({reason})")
+
+    return click.Command(name, callback=fail, help=f"(not available: {reason})")
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
