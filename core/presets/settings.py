@@ -1,0 +1,82 @@
+"""Checking an admin's settings against a preset, with messages an admin can act on."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from core.errors import InvalidInput
+from core.presets.schema import Preset, Setting
+from core.presets.template import render_settings_template
+
+
+def validate_settings(preset: Preset, values: Mapping[str, str]) -> dict[str, str]:
+    """Check an admin's settings against the preset; return all of them with templated defaults applied.
+
+    Raises ``InvalidInput`` with ``field`` set to the setting's name and a message an admin can act on.
+    """
+    declared = {s.name for s in preset.settings}
+    for name in values:
+        if name not in declared:
+            raise InvalidInput(f"{preset.name} has no setting called {name!r}.", field=name)
+    result: dict[str, str] = {}
+    for setting in preset.settings:
+        value = str(values.get(setting.name) or "").strip()
+        if not value and setting.default is not None:
+            value = render_settings_template(setting.default, result)
+        result[setting.name] = _check_value(preset, setting, value)
+    return result
+
+
+def _check_value(preset: Preset, setting: Setting, value: str) -> str:
+    def fail(problem: str) -> InvalidInput:
+        return InvalidInput(f"{setting.label}: {problem}", field=setting.name)
+
+    if not value:
+        if setting.required:
+            where = f" ({setting.help})" if setting.help else ""
+            raise fail(f"required — enter the value from {preset.name}{where}.")
+        return ""
+    if setting.pattern is not None and not re.fullmatch(setting.pattern, value):
+        raise fail(setting.pattern_hint or "not in the expected format.")
+    if setting.kind == "choice" and value not in setting.choices:
+        raise fail(f"must be one of {', '.join(setting.choices)}.")
+    if setting.kind == "number":
+        return _check_number(value, setting, fail)
+    if setting.kind == "url":
+        return _check_url(value, fail)
+    return value
+
+
+def _check_number(value: str, setting: Setting, fail: Callable[[str], InvalidInput]) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        raise fail("must be a number.") from None
+    if setting.minimum is not None and number < setting.minimum:
+        raise fail(f"must be at least {setting.minimum:g}.")
+    if setting.maximum is not None and number > setting.maximum:
+        raise fail(f"must be at most {setting.maximum:g}.")
+    return value
+
+
+def _check_url(value: str, fail: Callable[[str], InvalidInput]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail("must be a web address starting with https://")
+    if parts.query or parts.fragment:
+        raise fail("must not contain '?' or '#'.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise fail("must use https:// (plain http is allowed only for this machine, e.g. a test server).")
+    return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
