@@ -227,7 +227,7 @@ def build_connector(
     redactor.add(*(values[name] for name in preset.secret_settings))
     auth = build_auth(preset, values, redactor=redactor, tokens=tokens, on_tokens=on_tokens, clock=clock)
     http = CrmHttp(
-        crm=preset.name, base_url=values["api_base_url"], auth=auth, redactor=redactor,
+        crm=preset.name, base_url=values.get("api_base_url", ""), auth=auth, redactor=redactor,
         headers={name: render_settings_template(v, values) for name, v in preset.headers.items()},
         transport=transport, timeouts=timeouts, retry=retry, ca_bundle=ca_bundle, sleep=sleep, clock=clock,
     )  # fmt: skip

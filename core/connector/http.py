@@ -169,14 +169,16 @@ class CrmHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         authenticate: bool = True,
         accept: Callable[[int], bool] | None = None,
     ) -> CrmResponse:
         """Send one request with retries; return the response or raise ``ConnectorError``.
 
-        ``what`` names the request in messages ("page 3 of contacts"). Statuses below 300, and those
-        ``accept`` allows, are returned; 429 and 5xx are retried; a 401 renews OAuth credentials once.
+        ``what`` names the request in messages ("page 3 of contacts"); ``content`` is a raw body (WebDAV XML)
+        sent instead of ``json``/``data``. Statuses below 300, and those ``accept`` allows, are returned; 429 and
+        5xx are retried; a 401 renews OAuth credentials once.
         """
         attempt, waited, renewed = 0, 0.0, False
         while True:
@@ -187,8 +189,9 @@ class CrmHttp:
                 self._check_origin(url)
             try:
                 response = await self._send(
-                    method, url, {**(params or {}), **auth_params}, json, data, {**(headers or {}), **auth_headers}
-                )
+                    method, url, {**(params or {}), **auth_params}, json, data or content,
+                    {**(headers or {}), **auth_headers},
+                )  # fmt: skip
             except _Transient as exc:
                 failure, delay = exc.failure, self._backoff(attempt)
             else:
@@ -217,7 +220,10 @@ class CrmHttp:
     async def _send(
         self, method: str, url: str, params: dict[str, Any], body: Any, data: Any, headers: dict[str, str]
     ) -> CrmResponse:
-        request = self._client.build_request(method, url, params=params or None, json=body, data=data, headers=headers)
+        raw, form = (data, None) if isinstance(data, bytes) else (None, data)  # a raw body or form fields
+        request = self._client.build_request(
+            method, url, params=params or None, json=body, data=form, content=raw, headers=headers
+        )
         started = time.monotonic()
         try:
             response = await self._client.send(request, stream=True)

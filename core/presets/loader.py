@@ -138,7 +138,7 @@ def _semantic_problems(preset: Preset, package: str | None) -> Iterable[tuple[st
         if not preset.default_scripts:
             yield "scripts", "a script-only preset needs at least one script"
         return
-    if "api_base_url" not in names:
+    if "api_base_url" not in names and preset.module is None:
         yield "settings", "an API preset needs an 'api_base_url' setting (the vendor's address, overridable)"
     if not preset.objects and preset.module is None:
         yield "objects", "an API preset needs at least one object type"
