@@ -1,0 +1,219 @@
+"""The app's one door into core: each method opens a transaction, calls use-case functions, returns plain data.
+
+Screens call these from thread workers and never touch a session, a model row or SQL themselves. Every call
+reloads the signed-in identity and checks the administrative privilege again, so an admin whose privilege is
+withdrawn (or whose account is deleted) by someone else cannot change anything from a session left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import Session
+
+from core.db import session_scope
+from core.models import AuditEventPublic, Integration, IntegrationPublic, Tenant, utcnow
+from core.runtime import Runtime
+from core.security import mask
+from core.services import audit, integrations, tenants, users
+from core.services.users import Identity
+
+
+class Status(StrEnum):
+    """What the sidebar's mark says about an integration."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    SYNCING = "syncing"
+    FAILED = "failed"
+
+
+STATUS_MARKS: dict[Status, str] = {
+    Status.ENABLED: "●",
+    Status.DISABLED: "○",
+    Status.SYNCING: "↻",
+    Status.FAILED: "✗",
+}
+"""One character per status; the words go next to it wherever there is room."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationRow:
+    """An integration as the sidebar and the home summary list it."""
+
+    id: int
+    name: str
+    preset: str
+    status: Status
+    numbers_cached: int
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HomeSummary:
+    """The home screen: who is signed in, for which organisation, and how its integrations are doing."""
+
+    identity: Identity
+    timezone: str
+    integrations: list[IntegrationRow]
+
+    @property
+    def numbers_cached(self) -> int:
+        """Cached numbers over every integration."""
+        return sum(row.numbers_cached for row in self.integrations)
+
+    @property
+    def failing(self) -> list[IntegrationRow]:
+        """Integrations whose last sync failed."""
+        return [row for row in self.integrations if row.status is Status.FAILED]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRow:
+    """One setting as the overview shows it: secrets masked."""
+
+    name: str
+    label: str
+    value: str
+    secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Everything the integration overview shows (never a secret in full)."""
+
+    integration: IntegrationPublic
+    timezone: str
+    preset_name: str
+    status: Status
+    settings: list[SettingRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The audit log, with the tenant's time zone to show it in."""
+
+    events: list[AuditEventPublic]
+    timezone: str
+
+
+class Backend:
+    """Use-case calls on behalf of one app session; safe to call from worker threads."""
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.runtime = runtime
+        self.clock = clock
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with session_scope(self.runtime.engine) as session:
+            yield session
+
+    def _tenant(self, session: Session, identity: Identity) -> Tenant:
+        """The admin's tenant, after checking (fresh from the database) that they still hold the privilege."""
+        users.require_admin(users.identity_for(session=session, user_id=identity.user_id))
+        return tenants.get_tenant_by_id(session=session, tenant_id=identity.tenant_id)
+
+    def _integration(self, session: Session, identity: Identity, integration_id: int) -> Integration:
+        tenant = self._tenant(session, identity)
+        return integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
+
+    # --- signing in ------------------------------------------------------------------------------------------
+
+    def sign_in(self, username: str, password: str) -> Identity:
+        """The identity of whoever these credentials belong to (admin or not); one neutral error otherwise."""
+        with self._session() as session:
+            user = users.authenticate_password(session=session, username=username, password=password)
+            return users.identity_for(session=session, user_id=user.id or 0)
+
+    def identity(self, user_id: int) -> Identity:
+        """A user's identity, read fresh from the database."""
+        with self._session() as session:
+            return users.identity_for(session=session, user_id=user_id)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def change_marker(self, identity: Identity) -> int:
+        """A number that changes whenever anyone changes the tenant's configuration (the newest audit event)."""
+        with self._session() as session:
+            newest = audit.list_events(session=session, tenant_id=identity.tenant_id, limit=1)
+            return newest[0].id if newest else 0
+
+    def integration_rows(self, identity: Identity) -> list[IntegrationRow]:
+        """The tenant's integrations, in order, with their status marks."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            return [self._row(session, item) for item in integrations.list_integrations(session=session, tenant=tenant)]
+
+    def home(self, identity: Identity) -> HomeSummary:
+        """The home screen's summary."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            rows = [self._row(session, item) for item in integrations.list_integrations(session=session, tenant=tenant)]
+            fresh = users.identity_for(session=session, user_id=identity.user_id)
+            return HomeSummary(identity=fresh, timezone=tenant.timezone, integrations=rows)
+
+    def overview(self, identity: Identity, integration_id: int) -> Overview:
+        """One integration's settings (secrets masked), notification fields and status."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            item = integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
+            public = integrations.to_public(session=session, integration=item)
+            return Overview(
+                integration=public,
+                timezone=tenant.timezone,
+                preset_name=item.preset,
+                status=self._status(session, item),
+                settings=self._settings(item),
+            )
+
+    def activity(self, identity: Identity, *, limit: int = 200) -> Activity:
+        """The tenant's configuration changes, newest first."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            events = audit.list_events(session=session, tenant_id=identity.tenant_id, limit=limit)
+            return Activity(events=events, timezone=tenant.timezone)
+
+    def _status(self, session: Session, item: Integration) -> Status:
+        return Status.ENABLED if item.enabled else Status.DISABLED
+
+    def _row(self, session: Session, item: Integration) -> IntegrationRow:
+        return IntegrationRow(
+            id=item.id or 0,
+            name=item.name,
+            preset=item.preset,
+            status=self._status(session, item),
+            numbers_cached=integrations.numbers_cached(session=session, integration=item),
+        )
+
+    def _settings(self, item: Integration) -> list[SettingRow]:
+        rows = [SettingRow(name=name, label=name, value=value) for name, value in item.settings.items()]
+        secrets = integrations.read_secrets(integration=item, box=self.runtime.box)
+        rows += [SettingRow(name=name, label=name, value=mask(value), secret=True) for name, value in secrets.items()]
+        return rows
+
+    # --- changing --------------------------------------------------------------------------------------------
+
+    def set_enabled(self, identity: Identity, integration_id: int, *, enabled: bool, expected_version: int) -> None:
+        """Disable (matches suppressed, nothing removed) or re-enable; refused if someone saved meanwhile."""
+        with self._session() as session:
+            item = self._integration(session, identity, integration_id)
+            integrations.set_enabled(
+                session=session,
+                actor=identity.actor,
+                integration=item,
+                enabled=enabled,
+                expected_version=expected_version,
+            )
+
+    def delete(self, identity: Identity, integration_id: int) -> str:
+        """Erase an integration with its settings and cached data; returns its name for the message."""
+        with self._session() as session:
+            item = self._integration(session, identity, integration_id)
+            name = item.name
+            integrations.delete_integration(session=session, actor=identity.actor, integration=item)
+            return name

@@ -1,0 +1,255 @@
+"""The main screen: the sidebar on the left, the chosen view (home, overview, activity, test call) on the right.
+
+It also watches for other admins' changes: every few seconds a worker reads the tenant's change marker (the
+newest audit event) and, when it moved, the sidebar and the visible view reload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header
+
+from core.errors import NotFound, StaleUpdate
+from tui.backend import IntegrationRow, Status
+from tui.messages import ConfigurationChanged, ReportsFailures, ShowIntegration, WorkFailed
+from tui.screens.activity import ActivityPane
+from tui.screens.home import HomePane
+from tui.screens.overview import OverviewPane
+from tui.widgets.sidebar import ActionsPane, IntegrationsPane, PlacesPane, Sidebar
+
+if TYPE_CHECKING:
+    from tui.app import SwitchboardApp
+
+VIEWS = ("home", "overview", "activity")
+
+
+class MainScreen(ReportsFailures, Screen[None]):
+    """Sidebar and views; the key bindings in the footer follow the view."""
+
+    CSS_PATH = ["main.tcss", "home.tcss", "overview.tcss", "activity.tcss"]
+    BINDINGS = [
+        Binding("a", "add_integration", "Add integration"),
+        Binding("s", "add_script", "Add script"),
+        Binding("y", "sync_now", "Sync now"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "disable", "Disable"),
+        Binding("d", "enable", "Enable"),
+        Binding("delete", "delete", "Delete"),
+        Binding("h", "show_view('home')", "Home", show=False),
+        Binding("l", "show_view('activity')", "Activity", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
+        Binding("f5", "reload", "Reload", show=False),
+    ]
+
+    @dataclass
+    class Polled(Message):
+        """The tenant's change marker, as just read."""
+
+        marker: int
+
+    @dataclass
+    class RowsLoaded(Message):
+        """The sidebar's integrations arrived."""
+
+        rows: list[IntegrationRow]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marker: int | None = None
+        self.rows: list[IntegrationRow] = []
+
+    def compose(self) -> ComposeResult:
+        """Header, sidebar and views, footer."""
+        yield Header()
+        with Horizontal(id="main"):
+            yield Sidebar(id="sidebar")
+            with ContentSwitcher(initial="home", id="views"):
+                yield HomePane(id="home")
+                yield OverviewPane(id="overview")
+                yield ActivityPane(id="activity")
+        yield Footer(compact=True)
+
+    @property
+    def switchboard(self) -> SwitchboardApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def view(self) -> str:
+        """The view on show."""
+        return self.query_one(ContentSwitcher).current or "home"
+
+    @property
+    def overview(self) -> OverviewPane:
+        """The overview pane."""
+        return self.query_one(OverviewPane)
+
+    def on_mount(self) -> None:
+        """Load everything, then watch for other admins' changes."""
+        identity = self.switchboard.require_identity()
+        self.title = "switchboard"
+        self.sub_title = f"{identity.display_name} · {identity.tenant_name}"
+        self.reload()
+        self.query_one("#integration-list").focus()
+        self.set_interval(self.switchboard.poll_interval, self.poll)
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Reload the sidebar and the view on show."""
+        self.load_rows()
+        view = self.view
+        if view == "home":
+            self.query_one(HomePane).load()
+        elif view == "overview":
+            self.overview.load()
+        elif view == "activity":
+            self.query_one(ActivityPane).load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="rows")
+    def load_rows(self) -> None:
+        """Read the sidebar's integrations."""
+        app = self.switchboard
+        self.post_message(self.RowsLoaded(app.backend.integration_rows(app.require_identity())))
+
+    def on_main_screen_rows_loaded(self, message: RowsLoaded) -> None:
+        """Show the integrations in the sidebar."""
+        self.rows = message.rows
+        self.query_one(IntegrationsPane).show(message.rows, current=self.overview.integration_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
+    def poll(self) -> None:
+        """Read the change marker (one indexed query)."""
+        app = self.switchboard
+        self.post_message(self.Polled(app.backend.change_marker(app.require_identity())))
+
+    def on_main_screen_polled(self, message: Polled) -> None:
+        """Reload when anything changed since the last look."""
+        first = self.marker is None
+        changed = message.marker != self.marker
+        self.marker = message.marker
+        if changed and not first:
+            self.reload()
+
+    def on_configuration_changed(self, message: ConfigurationChanged) -> None:
+        """Something was changed from this session: reload at once."""
+        message.stop()
+        self.reload()
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        """A newer version elsewhere: reload so the admin sees it; a vanished integration: go home."""
+        if isinstance(message.error, StaleUpdate):
+            self.reload()
+        elif isinstance(message.error, NotFound) and message.group == "overview":
+            message.stop()
+            self.notify("That integration was deleted by someone else.", title="Gone", severity="warning")
+            self.show_view("home")
+            self.load_rows()
+
+    # --- navigation ------------------------------------------------------------------------------------------
+
+    def show_view(self, view: str) -> None:
+        """Switch the right-hand side to ``view`` and load it."""
+        self.query_one(ContentSwitcher).current = view
+        if view == "home":
+            self.query_one(HomePane).load()
+        elif view == "activity":
+            self.query_one(ActivityPane).load()
+        self.refresh_bindings()
+
+    def action_show_view(self, view: str) -> None:
+        """Key binding: go to a view."""
+        self.show_view(view)
+
+    def show_integration(self, integration_id: int) -> None:
+        """Open an integration's overview."""
+        self.query_one(ContentSwitcher).current = "overview"
+        self.overview.show_integration(integration_id)
+        self.query_one(IntegrationsPane).show(self.rows, current=integration_id)
+        self.refresh_bindings()
+
+    def on_show_integration(self, message: ShowIntegration) -> None:
+        """Someone asked for an overview (home, palette, wizard)."""
+        message.stop()
+        self.show_integration(message.integration_id)
+
+    def on_integrations_pane_selected(self, message: IntegrationsPane.Selected) -> None:
+        """An integration was chosen in the sidebar."""
+        self.show_integration(message.integration_id)
+
+    def on_places_pane_chosen(self, message: PlacesPane.Chosen) -> None:
+        """A place was chosen in the sidebar."""
+        self.show_view(message.place)
+
+    def on_actions_pane_chosen(self, message: ActionsPane.Chosen) -> None:
+        """An add action was chosen in the sidebar."""
+        if message.action == "add-integration":
+            self.action_add_integration()
+        elif message.action == "add-script":
+            self.action_add_script()
+
+    def on_overview_pane_deleted(self, message: OverviewPane.Deleted) -> None:
+        """The overview's integration was deleted from here: say so and go home."""
+        self.notify(f"{message.name} was deleted with its settings and cached data.", title="Deleted")
+        self.overview.integration_id = None
+        self.show_view("home")
+        self.load_rows()
+
+    def action_toggle_sidebar(self) -> None:
+        """Hide or show the sidebar (more room on a small terminal)."""
+        sidebar = self.query_one(Sidebar)
+        sidebar.display = not sidebar.display
+
+    def action_reload(self) -> None:
+        """Read everything again."""
+        self.reload()
+
+    # --- actions ---------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Overview actions only while an overview is on show; Disable or Enable, whichever applies."""
+        if action in ("sync_now", "edit", "delete", "disable", "enable"):
+            overview = self.overview.overview
+            if self.view != "overview" or overview is None:
+                return False
+            if action == "disable":
+                return overview.status is not Status.DISABLED
+            if action == "enable":
+                return overview.status is Status.DISABLED
+        return True
+
+    def action_add_integration(self) -> None:
+        """Open the wizard."""
+        self.notify("The wizard is not available yet.", severity="warning")
+
+    def action_add_script(self) -> None:
+        """Open the script editor for a script offered with every call."""
+        self.notify("The script editor is not available yet.", severity="warning")
+
+    def action_sync_now(self) -> None:
+        """Sync the integration on show now."""
+        self.notify("Sync now is not available yet.", severity="warning")
+
+    def action_edit(self) -> None:
+        """Edit the integration on show (the wizard's steps 2-4, filled in)."""
+        self.notify("Editing is not available yet.", severity="warning")
+
+    def action_disable(self) -> None:
+        """Disable the integration on show."""
+        self.overview.toggle_enabled()
+
+    def action_enable(self) -> None:
+        """Enable the integration on show."""
+        self.overview.toggle_enabled()
+
+    def action_delete(self) -> None:
+        """Delete the integration on show (after confirmation)."""
+        self.overview.delete()
