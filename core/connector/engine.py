@@ -192,13 +192,15 @@ class ConnectorContext:
     """What a preset's code module gets: its preset, the checked settings, the HTTP client and the engine.
 
     The module's ``create_connector(context)`` returns a ``Connector``; it may wrap ``context.api`` (the
-    declarative engine over the same client) or talk to ``context.http`` directly.
+    declarative engine over the same client) or talk to ``context.http`` directly. ``page_size`` is what the
+    caller asked for (``None``: the module's own default).
     """
 
     preset: Preset
     settings: dict[str, str]
     http: CrmHttp
     api: ApiConnector
+    page_size: int | None = None
 
 
 def build_connector(
@@ -234,5 +236,6 @@ def build_connector(
     api = ApiConnector(preset, values, http, page_size=page_size)
     if preset.module is None:
         return api
-    connector: Connector = load_preset_module(preset).create_connector(ConnectorContext(preset, values, http, api))
+    context = ConnectorContext(preset, values, http, api, page_size)
+    connector: Connector = load_preset_module(preset).create_connector(context)
     return connector
