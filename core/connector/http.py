@@ -189,8 +189,8 @@ class CrmHttp:
                 self._check_origin(url)
             try:
                 response = await self._send(
-                    method, url, {**(params or {}), **auth_params}, json, data or content,
-                    {**(headers or {}), **auth_headers},
+                    method, url, what, params={**(params or {}), **auth_params}, json=json, data=data, content=content,
+                    headers={**(headers or {}), **auth_headers},
                 )  # fmt: skip
             except _Transient as exc:
                 failure, delay = exc.failure, self._backoff(attempt)
@@ -218,11 +218,19 @@ class CrmHttp:
     # ------------------------------------------------------------------------------------------ internals
 
     async def _send(
-        self, method: str, url: str, params: dict[str, Any], body: Any, data: Any, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        params: dict[str, Any],
+        json: Any,
+        data: Mapping[str, str] | None,
+        content: bytes | None,
+        headers: dict[str, str],
     ) -> CrmResponse:
-        raw, form = (data, None) if isinstance(data, bytes) else (None, data)  # a raw body or form fields
         request = self._client.build_request(
-            method, url, params=params or None, json=body, data=form, content=raw, headers=headers
+            method, url, params=params or None, json=json, data=data, content=content, headers=headers
         )
         started = time.monotonic()
         try:
@@ -232,7 +240,7 @@ class CrmHttp:
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            failure = self._transport_failure(exc, url)
+            failure = self._transport_failure(exc, url, what)
             if failure.retryable:
                 raise _Transient(failure) from None
             raise failure from None
@@ -308,7 +316,7 @@ class CrmHttp:
             message = f"{crm} rejected the request for {what} ({status})" + (f": {detail}" if detail else "")
         return ConnectorError(self.redact(message), status=status, retryable=False)
 
-    def _transport_failure(self, exc: httpx.HTTPError, url: str) -> ConnectorError:
+    def _transport_failure(self, exc: httpx.HTTPError, url: str, what: str) -> ConnectorError:
         """A network-level failure in admin terms; ``retryable`` unless retrying cannot help."""
         host = urlsplit(url).hostname or url
         crm = self.crm
@@ -328,7 +336,7 @@ class CrmHttp:
             message, retryable = f"The API address for {crm} is not valid ({_safe_url(url)})", False
         else:
             message = f"The connection to {crm} at {host} broke off ({_reason(exc)})"
-        return ConnectorError(self.redact(message), retryable=retryable)
+        return ConnectorError(self.redact(f"{message} on {what}"), retryable=retryable)
 
 
 class _Transient(Exception):
@@ -439,7 +447,7 @@ def _duration(seconds: float) -> str:
         return f"{value} second{'s' if value != 1 else ''}"
     if seconds < 90 * 60:
         return f"{round(seconds / 60)} minutes"
-    return f"{seconds / 3600:.1f} hours"
+    return f"{round(seconds / 3600, 1):g} hours"
 
 
 class _HttpxQueryFilter(logging.Filter):
