@@ -63,7 +63,7 @@ class Template:
         ``{first} {last} ({company})`` a missing company also drops the brackets. Literals that contain
         letters or digits are always kept; runs of white space become one space.
         """
-        present = [i for i, name in enumerate(self.names) if values.get(name, "")]
+        present = [i for i, name in enumerate(self.names) if values.get(name, "").strip()]
         last = len(self.names)
         kept: list[str] = []
         for k, literal in enumerate(self.literals):
@@ -84,7 +84,7 @@ class Template:
 
     def render_url(self, values: Mapping[str, str]) -> str:
         """Render a link: if any part is missing the result is empty, never a half-built address."""
-        if any(not values.get(name, "") for name in self.names):
+        if any(not values.get(name, "").strip() for name in self.names):
             return ""
         return self.render(values).strip()
 

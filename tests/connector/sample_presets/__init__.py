@@ -1,0 +1,1 @@
+"""A presets package for tests: a preset whose TOML names a code module beside it."""
