@@ -1,0 +1,1 @@
+"""Tests of the shipped CRM presets against emulated vendor servers."""
