@@ -81,3 +81,50 @@ def make_integration(
         secrets=secrets if secrets is not None else {"access_token": "pat-na1-secret-value-0001"},
         notification=notification or [{"field": "DisplayName", "label": "Name"}],
     )
+
+
+CachedSpec = tuple[str, dict[str, str], list[str | tuple[str, str]]]
+"""A record to cache: (record id, fields, numbers as raw text or (raw text, label))."""
+
+
+def make_cached_records(session: Session, integration: Integration, records: list[CachedSpec]) -> int:
+    """Write a new cache generation for ``integration`` and make it the active one, as a sync does.
+
+    Numbers are normalised with the tenant's country; returns the new generation.
+    """
+    from sqlmodel import func, select
+
+    from core.models import CachedNumber, CachedRecord
+    from core.numbers import normalize, suffix_key
+
+    tenant = session.get(Tenant, integration.tenant_id)
+    assert tenant is not None
+    last = session.exec(
+        select(func.max(CachedRecord.generation)).where(CachedRecord.integration_id == integration.id)
+    ).one()
+    generation = (last or 0) + 1
+    for record_id, fields, numbers in records:
+        record = CachedRecord(
+            integration_id=integration.id or 0, generation=generation, record_id=record_id, fields=fields
+        )
+        session.add(record)
+        session.flush()
+        for item in numbers:
+            raw, label = (item, "Phone") if isinstance(item, str) else item
+            e164 = normalize(raw, country=tenant.country).e164
+            assert e164 is not None, f"{raw!r} is an internal number; a sync never caches those"
+            session.add(
+                CachedNumber(
+                    integration_id=integration.id or 0,
+                    generation=generation,
+                    record_pk=record.id or 0,
+                    e164=e164,
+                    suffix=suffix_key(e164),
+                    raw=raw,
+                    label=label,
+                )
+            )
+    integration.active_generation = generation
+    session.add(integration)
+    session.commit()
+    return generation

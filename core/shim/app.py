@@ -1,0 +1,309 @@
+"""The HTTP shim: the phone system asks "who is calling?" and gets records, notification and script links.
+
+Routes: ``GET /v1/lookup``, ``POST /v1/calls`` (both need ``Authorization: Bearer <tenant API token>``; the
+tenant comes from the token alone), ``GET /healthz``, ``GET /metrics`` and the OpenAPI description
+(``/openapi.json``, ``/docs``).
+
+Speed: on SQLite a lookup's few indexed reads take tens of microseconds, so they run on the event loop
+(handing them to a thread cost more than the reads and, under load, let the GIL hand-off add milliseconds to
+the tail); on PostgreSQL, where a read waits on the network, they run in a small thread pool. Responses are
+serialised straight to JSON bytes, not through a response model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Annotated, Any
+
+import pydantic_core
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import SwitchboardError
+from core.lookup import LookupResult, Lookups
+from core.matching import CallInput
+from core.runtime import Runtime
+from core.shim.metrics import MetricsMiddleware, ShimMetrics
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL = 5.0
+"""Seconds between database checks behind ``/healthz``."""
+
+DB_THREADS = 4
+"""Threads that run lookups when the database is reached over the network (PostgreSQL)."""
+
+_bearer = HTTPBearer(auto_error=False, description="The tenant's API token (`switchboard token create`).")
+
+
+# --- documented shapes (the answers themselves are serialised directly, in exactly this shape) ------------
+
+
+class NumberOut(BaseModel):
+    """The caller's number as received and as understood."""
+
+    input: str
+    e164: str | None = Field(description="None for an internal number.")
+    national: str = Field(description="As dialled in the tenant's country (the form scripts use).")
+    internal: bool = Field(description="A short internal number (device, extension): never matched.")
+
+
+class IntegrationOut(BaseModel):
+    """The connected CRM a match came from."""
+
+    id: int
+    name: str
+    preset: str
+
+
+class NotificationLine(BaseModel):
+    """One line of the call notification."""
+
+    label: str
+    value: str
+
+
+class ScriptOut(BaseModel):
+    """A rendered script link."""
+
+    name: str
+    url: str
+    auto_open: bool
+
+
+class MatchOut(BaseModel):
+    """One CRM record the call belongs to."""
+
+    integration: IntegrationOut
+    record_id: str
+    match: str = Field(description="exact, or partial (last digits, only when unambiguous).")
+    fields: dict[str, str]
+    notification: list[NotificationLine]
+    scripts: list[ScriptOut]
+
+
+class LookupOut(BaseModel):
+    """The answer to "who is calling?"."""
+
+    number: NumberOut
+    matches: list[MatchOut]
+    scripts: list[ScriptOut] = Field(description="Tenant-level scripts and the no-match/always ones.")
+    truncated: bool = Field(description="More records share this number than were returned.")
+
+
+class CallIn(BaseModel):
+    """A call, as the phone system reports it; only ``caller_number`` is required."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    caller_number: str = Field(min_length=1, max_length=100, examples=["+31201234567"])
+    caller_name: str | None = Field(default=None, max_length=200)
+    device_number: str | None = Field(default=None, max_length=100, examples=["201"])
+    device_name: str | None = Field(default=None, max_length=200)
+    ddi_number: str | None = Field(default=None, max_length=100, examples=["0207654321"])
+    ddi_name: str | None = Field(default=None, max_length=200)
+    start_time: datetime | None = Field(
+        default=None, description="ISO 8601; without an offset it is the tenant's local time. Default: now."
+    )
+
+
+class Problem(BaseModel):
+    """An error that is not about a request field."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    """Whether the shim and its database answer."""
+
+    status: str
+    database: str
+
+
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Problem,
+        "description": "Missing, unknown or revoked API token.",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    },
+    503: {"model": Problem, "description": "The cache database did not answer; retry."},
+}
+
+
+# --- the shim's state ---------------------------------------------------------------------------------------
+
+
+class Shim:
+    """What the routes share: the lookups, where they run, the metrics and the health check."""
+
+    def __init__(self, lookups: Lookups, *, inline: bool, metrics: ShimMetrics, owns_lookups: bool) -> None:
+        self.lookups = lookups
+        self.inline = inline
+        self.metrics = metrics
+        self._owns_lookups = owns_lookups
+        self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="lookup")
+        self._health: tuple[float, bool] = (-HEALTH_INTERVAL, False)
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking database work: inline on SQLite, in the thread pool otherwise."""
+        if self.inline:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def database_ok(self, engine: sa.Engine) -> bool:
+        """Whether ``SELECT 1`` works, checked at most every :data:`HEALTH_INTERVAL` seconds."""
+        checked, ok = self._health
+        if time.monotonic() - checked < HEALTH_INTERVAL:
+            return ok
+        ok = await asyncio.get_running_loop().run_in_executor(self._executor, _ping, engine)
+        self._health = (time.monotonic(), ok)
+        return ok
+
+    def close(self) -> None:
+        """Stop the threads and close the connections."""
+        self._executor.shutdown(wait=True)
+        if self._owns_lookups:
+            self.lookups.close()
+
+
+def _ping(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("health check: the database did not answer (%s)", type(exc).__name__)
+        return False
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(pydantic_core.to_json(data), status_code=status, media_type="application/json")
+
+
+def _unauthorized(message: str, *, invalid: bool) -> Response:
+    challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
+    return JSONResponse({"detail": message}, status_code=401, headers={"WWW-Authenticate": challenge})
+
+
+def _field_error(error: SwitchboardError, where: Mapping[str, tuple[str, ...]]) -> Response:
+    if error.http_status != 422:
+        return JSONResponse({"detail": error.message}, status_code=error.http_status)
+    location = where.get(error.field or "", ("body",))
+    kind = error.title.lower().replace(" ", "_")
+    return JSONResponse({"detail": [{"loc": list(location), "msg": error.message, "type": kind}]}, status_code=422)
+
+
+async def _answer(
+    shim: Shim, credentials: HTTPAuthorizationCredentials | None, call: CallInput, where: Mapping[str, tuple[str, ...]]
+) -> Response:
+    if credentials is None:
+        return _unauthorized("send the tenant's API token as `Authorization: Bearer <token>`", invalid=False)
+    try:
+        result: LookupResult | None = await shim.run(shim.lookups.by_token, credentials.credentials, call)
+    except SwitchboardError as error:
+        return _field_error(error, where)
+    if result is None:
+        return _unauthorized(
+            "the API token is unknown or revoked; create one with `switchboard token create`", invalid=True
+        )
+    shim.metrics.observe_lookup(result.tenant_slug, result.outcome)
+    return _json(result.body)
+
+
+# --- the app ------------------------------------------------------------------------------------------------
+
+_QUERY_WHERE: dict[str, tuple[str, ...]] = {
+    "caller_number": ("query", "number"),
+    "ddi_number": ("query", "ddi"),
+    "start_time": ("query",),
+}
+_BODY_WHERE: dict[str, tuple[str, ...]] = {name: ("body", name) for name in CallIn.model_fields}
+
+
+def create_app(runtime: Runtime, *, lookups: Lookups | None = None, inline: bool | None = None) -> FastAPI:
+    """The shim as an ASGI app over ``runtime``'s database; ``app.state.shim.close()`` releases it.
+
+    ``inline`` (default: on SQLite) runs the lookup's reads on the event loop instead of a thread pool.
+    """
+    engine = runtime.engine
+    metrics = ShimMetrics()
+    shim = Shim(
+        lookups or Lookups(engine),
+        inline=engine.dialect.name == "sqlite" if inline is None else inline,
+        metrics=metrics,
+        owns_lookups=lookups is None,
+    )
+    app = FastAPI(
+        title="switchboard lookup shim",
+        version="1",
+        description=__doc__,
+        openapi_tags=[{"name": "lookup", "description": "Who is calling?"}, {"name": "operations"}],
+    )
+    app.state.shim = shim
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+    _add_lookup_routes(app, shim)
+    _add_operations_routes(app, shim, engine)
+    return app
+
+
+def _add_lookup_routes(app: FastAPI, shim: Shim) -> None:
+    @app.get(
+        "/v1/lookup", tags=["lookup"], response_model=None, responses={200: {"model": LookupOut}, **_AUTH_RESPONSES}
+    )
+    async def lookup(
+        number: Annotated[str, Query(min_length=1, max_length=100, description="The caller's number.")],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ddi: Annotated[str | None, Query(max_length=100, description="The number the call came in on.")] = None,
+    ) -> Response:
+        """Who is calling? Matching records, notification fields and rendered script links."""
+        return await _answer(shim, credentials, CallInput(caller_number=number, ddi_number=ddi), _QUERY_WHERE)
+
+    @app.post(
+        "/v1/calls", tags=["lookup"], response_model=None, responses={200: {"model": LookupOut}, **_AUTH_RESPONSES}
+    )
+    async def calls(
+        call: CallIn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Response:
+        """A call came in: the same answer as ``/v1/lookup``, with every call property for the scripts."""
+        data = CallInput(**call.model_dump())
+        return await _answer(shim, credentials, data, _BODY_WHERE)
+
+
+def _add_operations_routes(app: FastAPI, shim: Shim, engine: sa.Engine) -> None:
+    @app.get("/healthz", tags=["operations"], response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> Response:
+        """Whether the shim answers and its database does (checked at most every few seconds)."""
+        ok = await shim.database_ok(engine)
+        return _json(
+            {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}, 200 if ok else 503
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency, lookups per tenant."""
+        return Response(shim.metrics.render(), media_type=shim.metrics.content_type)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server's log has the details"}, status_code=500)
