@@ -320,23 +320,22 @@ class CrmHttp:
         """A network-level failure in admin terms; ``retryable`` unless retrying cannot help."""
         host = urlsplit(url).hostname or url
         crm = self.crm
-        retryable = True
+        if _is_certificate_error(exc):
+            message = (
+                f"{crm} at {host}: the TLS certificate could not be verified; for a self-hosted CRM, add its CA bundle"
+            )
+            return ConnectorError(self.redact(message), retryable=False)
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return ConnectorError(f"The API address for {crm} is not valid ({_safe_url(url)})", retryable=False)
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
             message = f"Could not connect to {crm} at {host} within {_secs(self._timeouts.connect)} s (timeout)"
         elif isinstance(exc, httpx.TimeoutException):
             message = f"{crm} did not answer within {_secs(self._timeouts.read)} s (timeout)"
-        elif _is_certificate_error(exc):
-            message = (
-                f"{crm} at {host}: the TLS certificate could not be verified; for a self-hosted CRM, add its CA bundle"
-            )
-            retryable = False
         elif isinstance(exc, httpx.ConnectError):
             message = f"Could not connect to {crm} at {host} ({_reason(exc)})"
-        elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            message, retryable = f"The API address for {crm} is not valid ({_safe_url(url)})", False
         else:
             message = f"The connection to {crm} at {host} broke off ({_reason(exc)})"
-        return ConnectorError(self.redact(f"{message} on {what}"), retryable=retryable)
+        return ConnectorError(self.redact(f"{message} on {what}"), retryable=True)
 
 
 class _Transient(Exception):
