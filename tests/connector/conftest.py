@@ -62,9 +62,7 @@ company = "Company"
     )
 
 
-def connect(
-    preset: Preset, settings: Mapping[str, str], sleep: FakeSleep, **kwargs: Any
-) -> Connector:
+def connect(preset: Preset, settings: Mapping[str, str], sleep: FakeSleep, **kwargs: Any) -> Connector:
     """``build_connector`` with fast timeouts, a quick retry policy and the fake sleep."""
     kwargs.setdefault("timeouts", FAST)
     kwargs.setdefault("retry", RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=8, max_total=60))

@@ -42,8 +42,9 @@ async def _fetch_from(crm: CloseCrm | CopperCrm, preset: Preset, settings: dict[
 
 async def test_api_key_in_the_query(sleep: FakeSleep) -> None:
     crm = CloseCrm(RECORDS, authorized=query_is("api_token", "k-123456"))
-    preset = api_preset(CONTACTS, settings=KEY_SETTING,
-                        auth='type = "api_key"\nin = "query"\nname = "api_token"\nvalue = "{api_key}"')
+    preset = api_preset(
+        CONTACTS, settings=KEY_SETTING, auth='type = "api_key"\nin = "query"\nname = "api_token"\nvalue = "{api_key}"'
+    )
     assert await _fetch_from(crm, preset, {"api_key": "k-123456"}, sleep) == 5
     assert all(r.query["api_token"] == "k-123456" for r in crm.requests)
     assert "authorization" not in crm.requests[0].headers
@@ -54,8 +55,9 @@ async def test_basic_with_user_and_password(sleep: FakeSleep) -> None:
         '[[settings]]\nname = "email"\nlabel = "E-mail address"\nrequired = true\n'
         '[[settings]]\nname = "api_token"\nlabel = "API token"\nkind = "secret"\nrequired = true\n'
     )
-    preset = api_preset(CONTACTS, settings=settings,
-                        auth='type = "basic"\nusername = "{email}/token"\npassword = "{api_token}"')
+    preset = api_preset(
+        CONTACTS, settings=settings, auth='type = "basic"\nusername = "{email}/token"\npassword = "{api_token}"'
+    )
     crm = CloseCrm(RECORDS)
     assert await _fetch_from(crm, preset, {"email": "agent@example.com", "api_token": "tok-987"}, sleep) == 5
     assert {r.basic_credentials() for r in crm.requests} == {"agent@example.com/token:tok-987"}
@@ -74,7 +76,9 @@ async def test_basic_with_the_key_as_user_name_and_empty_password(sleep: FakeSle
     [("Zoho-oauthtoken {api_key}", "Zoho-oauthtoken 1000.abcd"), ("Token token={api_key}", "Token token=1000.abcd")],
 )
 async def test_vendor_header_templates(sleep: FakeSleep, template: str, sent: str) -> None:
-    preset = api_preset(CONTACTS, settings=KEY_SETTING, auth=f'type = "headers"\nheaders = {{ Authorization = "{template}" }}')
+    preset = api_preset(
+        CONTACTS, settings=KEY_SETTING, auth=f'type = "headers"\nheaders = {{ Authorization = "{template}" }}'
+    )
     crm = CloseCrm(RECORDS, authorized=header_is("Authorization", sent))
     assert await _fetch_from(crm, preset, {"api_key": "1000.abcd"}, sleep) == 5
 
@@ -183,8 +187,14 @@ async def test_refresh_token_is_used_before_the_access_token_expires(sleep: Fake
     stored: list[dict[str, str]] = []
     tokens = {"access_token": "at-old", "refresh_token": "rt-0-secret", "expires_at": str(int(now[0]) + 30)}
     with serve(provider.app) as oauth_url, serve(crm.app) as url:
-        connector = connect(oauth_preset("oauth2_refresh_token"), oauth_settings(url, oauth_url), sleep,
-                            tokens=tokens, on_tokens=stored.append, clock=lambda: now[0])
+        connector = connect(
+            oauth_preset("oauth2_refresh_token"),
+            oauth_settings(url, oauth_url),
+            sleep,
+            tokens=tokens,
+            on_tokens=stored.append,
+            clock=lambda: now[0],
+        )
         records = []
         async for page in connector.fetch():
             records.extend(page)
@@ -203,8 +213,13 @@ async def test_refresh_once_on_401(sleep: FakeSleep) -> None:
     tokens = {"access_token": "at-revoked", "refresh_token": "rt-0-secret", "expires_at": str(int(time.time()) + 3600)}
     stored: list[dict[str, str]] = []
     with serve(provider.app) as oauth_url, serve(crm.app) as url:
-        connector = connect(oauth_preset("oauth2_refresh_token"), oauth_settings(url, oauth_url), sleep,
-                            tokens=tokens, on_tokens=stored.append)
+        connector = connect(
+            oauth_preset("oauth2_refresh_token"),
+            oauth_settings(url, oauth_url),
+            sleep,
+            tokens=tokens,
+            on_tokens=stored.append,
+        )
         assert len(await fetch_all(connector)) == 5
     assert provider.grants == ["refresh_token"]
     assert crm.requests[0].headers["authorization"] == "Bearer at-revoked"
@@ -216,11 +231,17 @@ async def test_a_401_after_renewal_is_final(sleep: FakeSleep) -> None:
     provider = OAuthProvider(client_id="cid", client_secret="csecret-42", refresh_token="rt-0-secret")
     crm = CloseCrm(RECORDS, authorized=lambda _request: False)
     with serve(provider.app) as oauth_url, serve(crm.app) as url:
-        connector = connect(oauth_preset("oauth2_refresh_token"), oauth_settings(url, oauth_url), sleep,
-                            tokens={"access_token": "at-x", "refresh_token": "rt-0-secret"})
+        connector = connect(
+            oauth_preset("oauth2_refresh_token"),
+            oauth_settings(url, oauth_url),
+            sleep,
+            tokens={"access_token": "at-x", "refresh_token": "rt-0-secret"},
+        )
         with pytest.raises(ConnectorError) as caught:
             await fetch_all(connector)
-    assert caught.value.message == "TestCRM refused the access token even after renewing it (401): check the access token"
+    assert (
+        caught.value.message == "TestCRM refused the access token even after renewing it (401): check the access token"
+    )
     assert provider.grants == ["refresh_token"] and len(crm.requests) == 2
 
 
@@ -228,8 +249,8 @@ async def test_refused_refresh_token_in_admin_terms(sleep: FakeSleep) -> None:
     provider = OAuthProvider(client_id="cid", client_secret="csecret-42", refresh_token="rt-current")
     crm = CloseCrm(RECORDS, authorized=provider.bearer_check)
     with serve(provider.app) as oauth_url, serve(crm.app) as url:
-        connector = connect(oauth_preset("oauth2_refresh_token"), oauth_settings(url, oauth_url, refresh_token="rt-stale-1"),
-                            sleep)  # fmt: skip
+        settings = oauth_settings(url, oauth_url, refresh_token="rt-stale-1")
+        connector = connect(oauth_preset("oauth2_refresh_token"), settings, sleep)
         with pytest.raises(ConnectorError) as caught:
             await fetch_all(connector)
     assert caught.value.message == (
@@ -280,8 +301,14 @@ async def test_authorization_code_flow(sleep: FakeSleep) -> None:
             assert callback["state"] == [request.state]
 
             with pytest.raises(InvalidInput) as mismatch:
-                await exchange_code(preset, settings, code=callback["code"][0], state="forged",
-                                    expected_state=request.state, redirect_uri="https://sb.example.com/oauth/callback")
+                await exchange_code(
+                    preset,
+                    settings,
+                    code=callback["code"][0],
+                    state="forged",
+                    expected_state=request.state,
+                    redirect_uri="https://sb.example.com/oauth/callback",
+                )
             assert mismatch.value.field == "state"
             tokens = await exchange_code(
                 preset, settings, code=callback["code"][0], state=callback["state"][0], expected_state=request.state,
@@ -310,7 +337,9 @@ token_path = "info.next_page_token"
 default_size = 200
 max_size = 200
 """
-            zoho_preset = api_preset(zoho, settings=OAUTH_SETTINGS, auth=oauth_auth("oauth2_authorization_code", AUTH_CODE))
+            zoho_preset = api_preset(
+                zoho, settings=OAUTH_SETTINGS, auth=oauth_auth("oauth2_authorization_code", AUTH_CODE)
+            )
             connector = connect(zoho_preset, settings, sleep, tokens=tokens)
             records = await fetch_all(connector)
     assert [r.fields["DisplayName"] for r in records] == ["Pat Boyle"]

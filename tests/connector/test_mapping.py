@@ -153,9 +153,19 @@ def _mapper() -> RecordMapper:
 
 def test_record_mapping_with_every_phone_source() -> None:
     raw = {
-        "person": {"id": 77, "first": "Zoë", "last": "Ångström", "phone": "06 12345678", "other_phones": ["1", "", None]},
-        "phoneNumbers": [{"number": "+31 6 1", "category": "MOBILE"}, {"number": "+31 20 2", "category": "work"},
-                         {"number": "", "category": "home"}, {"category": "fax"}],
+        "person": {
+            "id": 77,
+            "first": "Zoë",
+            "last": "Ångström",
+            "phone": "06 12345678",
+            "other_phones": ["1", "", None],
+        },
+        "phoneNumbers": [
+            {"number": "+31 6 1", "category": "MOBILE"},
+            {"number": "+31 20 2", "category": "work"},
+            {"number": "", "category": "home"},
+            {"category": "fax"},
+        ],
         "emails": [{"address": "zoe@example.com"}],
         "card": "BEGIN:VCARD\nTEL;TYPE=cell:+44 7700 900000\nEND:VCARD",
     }

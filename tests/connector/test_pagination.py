@@ -29,7 +29,10 @@ path = "/api/data/v9.2/contacts"
 params = { "$select" = "fullname,telephone1,mobilephone" }
 records = "value"
 id = "contactid"
-phones = [{ source = "field", path = "telephone1", label = "Business" }, { source = "field", path = "mobilephone", label = "Mobile" }]
+phones = [
+    { source = "field", path = "telephone1", label = "Business" },
+    { source = "field", path = "mobilephone", label = "Mobile" },
+]
 [objects.fields]
 DisplayName = "{fullname}"
 [objects.pagination]
@@ -47,7 +50,9 @@ def people(count: int, key: str = "id") -> list[dict[str, object]]:
 
 
 async def test_next_link_odata(sleep: FakeSleep) -> None:
-    records = [{"contactid": f"guid-{i}", "fullname": f"Yvonne McKay {i}", "telephone1": "+44 20 1"} for i in range(100)]
+    records = [
+        {"contactid": f"guid-{i}", "fullname": f"Yvonne McKay {i}", "telephone1": "+44 20 1"} for i in range(100)
+    ]
     crm = DataverseCrm(records)
     with serve(crm.app) as url:
         fetched = await fetch_all(connect(api_preset(DATAVERSE), {"api_base_url": url}, sleep))
@@ -139,7 +144,10 @@ label = "Contacts"
 path = "/crm/v8/Contacts"
 params = { fields = "Full_Name,Phone,Mobile,Account_Name" }
 records = "data"
-phones = [{ source = "field", path = "Phone", label = "Phone" }, { source = "field", path = "Mobile", label = "Mobile" }]
+phones = [
+    { source = "field", path = "Phone", label = "Phone" },
+    { source = "field", path = "Mobile", label = "Mobile" },
+]
 [objects.fields]
 DisplayName = "{Full_Name}"
 company = "{Account_Name.name}"
@@ -184,7 +192,10 @@ type = "contacts"
 label = "Contacts"
 path = "/crm/sales/api/contacts/view/7"
 records = "contacts"
-phones = [{ source = "field", path = "work_number", label = "Work" }, { source = "field", path = "mobile_number", label = "Mobile" }]
+phones = [
+    { source = "field", path = "work_number", label = "Work" },
+    { source = "field", path = "mobile_number", label = "Mobile" },
+]
 [objects.fields]
 DisplayName = "{display_name}"
 [objects.pagination]
@@ -220,7 +231,9 @@ label = "People"
 method = "POST"
 path = "/developer_api/v1/people/search"
 body = { sort_by = "name", sort_direction = "asc" }
-phones = [{ source = "array", path = "phone_numbers[].number", label_key = "category", labels = { work = "Work", mobile = "Mobile" } }]
+phones = [
+    { source = "array", path = "phone_numbers[].number", label_key = "category", labels = { work = "Work" } },
+]
 [objects.fields]
 DisplayName = "{name}"
 company = "{company_name}"
@@ -333,9 +346,8 @@ max_size = 1
 )
 async def test_a_server_that_never_ends_is_stopped(sleep: FakeSleep, pagination: str, problem: str) -> None:
     crm = LoopingCrm()
-    with serve(crm.app) as url:
-        with pytest.raises(ConnectorError) as caught:
-            await fetch_all(connect(api_preset(looping_preset(pagination)), {"api_base_url": url}, sleep))
+    with serve(crm.app) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(connect(api_preset(looping_preset(pagination)), {"api_base_url": url}, sleep))
     assert problem in caught.value.message
     assert caught.value.message.startswith("TestCRM ")
     assert len(crm.requests) <= 5
@@ -348,10 +360,10 @@ async def test_next_link_to_another_host_is_not_followed(sleep: FakeSleep) -> No
             return JSONResponse({"items": [{"id": 1}], "link": "https://evil.example.net/steal"})
 
     crm = Redirecting()
-    with serve(crm.app) as url:
-        with pytest.raises(ConnectorError) as caught:
-            await fetch_all(connect(api_preset(looping_preset('style = "next_link"\nnext_path = "link"')),
-                                    {"api_base_url": url}, sleep))
+    with serve(crm.app) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(
+            connect(api_preset(looping_preset('style = "next_link"\nnext_path = "link"')), {"api_base_url": url}, sleep)
+        )
     assert caught.value.message == (
         "TestCRM pointed to another server (evil.example.net); stopped to keep the credentials safe"
     )

@@ -48,7 +48,7 @@ def test_every_shipped_preset_loads() -> None:
         assert preset.source == f"presets/{key}.toml"
         assert preset.name and preset.description and preset.category
         if not preset.is_script_only:
-            assert preset.objects and preset.default_scripts
+            assert (preset.objects or preset.module) and preset.default_scripts
             assert list(preset.fields)[:3] == ["DisplayName", "Identifier", "PopUpUri"]
 
 
@@ -103,9 +103,7 @@ def _error(text: str) -> str:
 
 def test_bad_pagination_style_names_file_key_and_choices() -> None:
     message = _error_in_objects(CURSOR_OBJECT.replace('style = "cursor"', 'style = "scroll"'))
-    assert message == (
-        "presets/test.toml: objects[0].pagination.style: must be one of " + ", ".join(PAGINATION_STYLES)
-    )
+    assert message == ("presets/test.toml: objects[0].pagination.style: must be one of " + ", ".join(PAGINATION_STYLES))
 
 
 def test_missing_key_inside_a_union_member_is_named_without_the_tag() -> None:
@@ -137,7 +135,9 @@ def test_bad_kind_lists_the_allowed_values() -> None:
 
 
 def test_template_naming_an_undeclared_setting() -> None:
-    bad = CURSOR_OBJECT.replace('DisplayName = "{name}"', 'DisplayName = "{name}"\nPopUpUri = "https://x/{settings.tenant}/{id}"')
+    bad = CURSOR_OBJECT.replace(
+        'DisplayName = "{name}"', 'DisplayName = "{name}"\nPopUpUri = "https://x/{settings.tenant}/{id}"'
+    )
     assert _error_in_objects(bad) == (
         "presets/test.toml: objects[0].fields.PopUpUri: {settings.tenant} is not a declared setting"
     )
@@ -211,7 +211,10 @@ def test_invalid_toml_names_the_file() -> None:
 def test_module_must_live_beside_the_preset() -> None:
     with pytest.raises(PresetError) as caught:
         api_preset(CURSOR_OBJECT, top='module = "os.path"')
-    assert caught.value.message == "presets/test.toml: module: must name a module beside the preset file, like 'presets.name'"
+    assert (
+        caught.value.message
+        == "presets/test.toml: module: must name a module beside the preset file, like 'presets.name'"
+    )
 
 
 def test_key_must_match_the_file_name(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,12 +28,16 @@ def hubspot_contacts(count: int) -> list[dict[str, str | None]]:
 
 
 async def test_hubspot_fetches_contacts_and_companies(sleep: FakeSleep) -> None:
-    crm = HubSpotEmulator(token=HUBSPOT_TOKEN, contacts=hubspot_contacts(250),
-                          companies=[{"name": "Société Générale", "phone": "+33 1 42 14 20 00", "domain": "sg.fr"}])
+    crm = HubSpotEmulator(
+        token=HUBSPOT_TOKEN,
+        contacts=hubspot_contacts(250),
+        companies=[{"name": "Société Générale", "phone": "+33 1 42 14 20 00", "domain": "sg.fr"}],
+    )
     progress: list[PageProgress] = []
     with serve(crm.app) as url:
-        connector = connect(get_preset("hubspot"), {"access_token": HUBSPOT_TOKEN, "portal_id": "62515",
-                                                    "api_base_url": url}, sleep)
+        connector = connect(
+            get_preset("hubspot"), {"access_token": HUBSPOT_TOKEN, "portal_id": "62515", "api_base_url": url}, sleep
+        )
         records = []
         async for page in connector.fetch(progress=progress.append):
             records.extend(page)
@@ -50,7 +54,10 @@ async def test_hubspot_fetches_contacts_and_companies(sleep: FakeSleep) -> None:
     assert (company.record_id, company.fields["DisplayName"]) == ("companies:5000", "Société Générale")
     assert company.fields["PopUpUri"].endswith("/record/0-2/5000")
     assert [(p.object_type, p.pages, p.records) for p in progress] == [
-        ("contacts", 1, 100), ("contacts", 2, 200), ("contacts", 3, 250), ("companies", 1, 1),
+        ("contacts", 1, 100),
+        ("contacts", 2, 200),
+        ("contacts", 3, 250),
+        ("companies", 1, 1),
     ]
     # exactly what HubSpot documents: Bearer token, opt-in properties, limit <= 100, stop when paging is absent
     assert len(crm.requests) == 4
@@ -63,8 +70,12 @@ async def test_hubspot_fetches_contacts_and_companies(sleep: FakeSleep) -> None:
 async def test_hubspot_page_size_never_exceeds_the_vendor_max(sleep: FakeSleep) -> None:
     crm = HubSpotEmulator(token=HUBSPOT_TOKEN, contacts=hubspot_contacts(5))
     with serve(crm.app) as url:
-        connector = connect(get_preset("hubspot"), {"access_token": HUBSPOT_TOKEN, "portal_id": "1",
-                                                    "api_base_url": url}, sleep, page_size=1000)
+        connector = connect(
+            get_preset("hubspot"),
+            {"access_token": HUBSPOT_TOKEN, "portal_id": "1", "api_base_url": url},
+            sleep,
+            page_size=1000,
+        )
         await fetch_all(connector)
     assert crm.max_limit_requested == 100
 
@@ -72,8 +83,9 @@ async def test_hubspot_page_size_never_exceeds_the_vendor_max(sleep: FakeSleep) 
 async def test_hubspot_connection_test_returns_a_sample(sleep: FakeSleep) -> None:
     crm = HubSpotEmulator(token=HUBSPOT_TOKEN, contacts=hubspot_contacts(30))
     with serve(crm.app) as url:
-        connector = connect(get_preset("hubspot"), {"access_token": HUBSPOT_TOKEN, "portal_id": "1",
-                                                    "api_base_url": url}, sleep)
+        connector = connect(
+            get_preset("hubspot"), {"access_token": HUBSPOT_TOKEN, "portal_id": "1", "api_base_url": url}, sleep
+        )
         result = await connector.test_connection()
         await connector.aclose()
     assert result.count is None  # the list endpoint reports no total
@@ -85,8 +97,9 @@ async def test_hubspot_connection_test_returns_a_sample(sleep: FakeSleep) -> Non
 async def test_hubspot_wrong_token_in_admin_terms(sleep: FakeSleep) -> None:
     crm = HubSpotEmulator(token=HUBSPOT_TOKEN, contacts=hubspot_contacts(1))
     with serve(crm.app) as url:
-        connector = connect(get_preset("hubspot"), {"access_token": "pat-na1-wrong-token", "portal_id": "1",
-                                                    "api_base_url": url}, sleep)
+        connector = connect(
+            get_preset("hubspot"), {"access_token": "pat-na1-wrong-token", "portal_id": "1", "api_base_url": url}, sleep
+        )
         with pytest.raises(Exception) as caught:
             await fetch_all(connector)
     assert str(caught.value) == "HubSpot refused the access token (401): check the token or its scopes"
@@ -111,8 +124,9 @@ def insightly_contacts(count: int) -> list[dict[str, object]]:
 async def test_insightly_pages_until_a_short_page(sleep: FakeSleep, count: int, requests: int) -> None:
     crm = InsightlyEmulator(api_key=INSIGHTLY_KEY, contacts=insightly_contacts(count))
     with serve(crm.app) as url:
-        connector = connect(get_preset("insightly"), {"api_key": INSIGHTLY_KEY, "pod": "eu1",
-                                                      "api_base_url": f"{url}/v3.1"}, sleep)
+        connector = connect(
+            get_preset("insightly"), {"api_key": INSIGHTLY_KEY, "pod": "eu1", "api_base_url": f"{url}/v3.1"}, sleep
+        )
         records = await fetch_all(connector)
     assert len(records) == count
     contact_requests = [r for r in crm.requests if r.path == "/v3.1/Contacts"]
@@ -129,8 +143,9 @@ async def test_insightly_sends_the_key_as_basic_user_name(sleep: FakeSleep) -> N
                             leads=[{"LEAD_ID": 3, "FIRST_NAME": "Åsa", "LAST_NAME": "Öberg", "MOBILE": "070-123 45 67",
                                     "ORGANISATION_NAME": "Ödeshög AB"}])  # fmt: skip
     with serve(crm.app) as url:
-        connector = connect(get_preset("insightly"), {"api_key": INSIGHTLY_KEY, "pod": "eu1",
-                                                      "api_base_url": f"{url}/v3.1"}, sleep)
+        connector = connect(
+            get_preset("insightly"), {"api_key": INSIGHTLY_KEY, "pod": "eu1", "api_base_url": f"{url}/v3.1"}, sleep
+        )
         records = await fetch_all(connector)
     expected = "Basic " + base64.b64encode(f"{INSIGHTLY_KEY}:".encode()).decode()
     assert {r.headers["authorization"] for r in crm.requests} == {expected}
@@ -173,8 +188,11 @@ def pipedrive_persons(count: int) -> list[dict[str, object]]:
 async def test_pipedrive_follows_the_cursor_until_null(sleep: FakeSleep) -> None:
     crm = PipedriveEmulator(api_token=PIPEDRIVE_TOKEN, persons=pipedrive_persons(1200))
     with serve(crm.app) as url:
-        connector = connect(get_preset("pipedrive"), {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme",
-                                                      "api_base_url": url}, sleep)
+        connector = connect(
+            get_preset("pipedrive"),
+            {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme", "api_base_url": url},
+            sleep,
+        )
         records = await fetch_all(connector)
     assert len(records) == 1200
     assert len(crm.requests) == 3
@@ -194,10 +212,15 @@ async def test_pipedrive_refuses_more_than_500_and_so_we_never_ask(sleep: FakeSl
     crm = PipedriveEmulator(api_token=PIPEDRIVE_TOKEN, persons=pipedrive_persons(3))
     with serve(crm.app) as url:
         async with httpx.AsyncClient() as client:
-            refused = await client.get(f"{url}/api/v2/persons", params={"limit": 501},
-                                       headers={"x-api-token": PIPEDRIVE_TOKEN})
-        connector = connect(get_preset("pipedrive"), {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme",
-                                                      "api_base_url": url}, sleep, page_size=10_000)
+            refused = await client.get(
+                f"{url}/api/v2/persons", params={"limit": 501}, headers={"x-api-token": PIPEDRIVE_TOKEN}
+            )
+        connector = connect(
+            get_preset("pipedrive"),
+            {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme", "api_base_url": url},
+            sleep,
+            page_size=10_000,
+        )
         assert len(await fetch_all(connector)) == 3
     assert refused.status_code == 400
     assert crm.requests[-1].query["limit"] == "500"
@@ -206,8 +229,11 @@ async def test_pipedrive_refuses_more_than_500_and_so_we_never_ask(sleep: FakeSl
 async def test_pipedrive_connection_test(sleep: FakeSleep) -> None:
     crm = PipedriveEmulator(api_token=PIPEDRIVE_TOKEN, persons=[])
     with serve(crm.app) as url:
-        connector = connect(get_preset("pipedrive"), {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme",
-                                                      "api_base_url": url}, sleep)
+        connector = connect(
+            get_preset("pipedrive"),
+            {"api_token": PIPEDRIVE_TOKEN, "company_domain": "acme", "api_base_url": url},
+            sleep,
+        )
         result = await connector.test_connection()
         await connector.aclose()
     assert (result.count, result.sample, result.object_types) == (None, None, ["persons"])

@@ -29,7 +29,9 @@ class ShoutingConnector:
 
     @staticmethod
     def _shout(record: FetchedRecord) -> FetchedRecord:
-        return dataclasses.replace(record, fields={**record.fields, "DisplayName": record.fields["DisplayName"].upper()})
+        return dataclasses.replace(
+            record, fields={**record.fields, "DisplayName": record.fields["DisplayName"].upper()}
+        )
 
 
 def create_connector(context: ConnectorContext) -> ShoutingConnector:
