@@ -38,6 +38,9 @@ class MainScreen(ReportsFailures, Screen[None]):
     BINDINGS = [
         Binding("a", "add_integration", "Add integration"),
         Binding("s", "add_script", "Add script"),
+        # the same keys, unlisted while an overview's own keys need the footer's room
+        Binding("a", "add_integration(True)", show=False),
+        Binding("s", "add_script(True)", show=False),
         Binding("y", "sync_now", "Sync now"),
         Binding("e", "edit", "Edit"),
         Binding("d", "disable", "Disable"),
@@ -216,6 +219,8 @@ class MainScreen(ReportsFailures, Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Overview actions only while an overview is on show; Disable or Enable, whichever applies."""
+        if action in ("add_integration", "add_script"):
+            return bool(parameters) == (self.view == "overview")
         if action in ("sync_now", "edit", "delete", "disable", "enable"):
             overview = self.overview.overview
             if self.view != "overview" or overview is None:
@@ -226,11 +231,11 @@ class MainScreen(ReportsFailures, Screen[None]):
                 return overview.status is Status.DISABLED
         return True
 
-    def action_add_integration(self) -> None:
+    def action_add_integration(self, _unlisted: bool = False) -> None:
         """Open the wizard."""
         self.notify("The wizard is not available yet.", severity="warning")
 
-    def action_add_script(self) -> None:
+    def action_add_script(self, _unlisted: bool = False) -> None:
         """Open the script editor for a script offered with every call."""
         self.notify("The script editor is not available yet.", severity="warning")
 
