@@ -236,7 +236,7 @@ class CrmHttp:
         try:
             response = await self._client.send(request, stream=True)
             try:
-                content = await self._read(response)
+                body = await self._read(response)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -247,7 +247,7 @@ class CrmHttp:
         log.debug(
             "%s %s -> %d in %d ms", method, _safe_url(url), response.status_code, (time.monotonic() - started) * 1000
         )
-        return CrmResponse(response.status_code, response.headers, content, str(response.url))
+        return CrmResponse(response.status_code, response.headers, body, str(response.url))
 
     async def _read(self, response: httpx.Response) -> bytes:
         chunks: list[bytes] = []

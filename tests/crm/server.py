@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -11,6 +12,15 @@ from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
+
+
+class _QuickServer(uvicorn.Server):
+    """uvicorn's server, noticing ``should_exit`` within 5 ms instead of 100 ms (tests start many)."""
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # sets the Date/Server headers once
+        while not self.should_exit:
+            await asyncio.sleep(0.005)
 
 
 @contextlib.contextmanager
@@ -34,7 +44,7 @@ def serve(app: ASGIApp, *, certfile: Path | None = None, keyfile: Path | None = 
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
     )
-    server = uvicorn.Server(config)
+    server = _QuickServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"crm-emulator-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
