@@ -1,4 +1,67 @@
-"""The schema of a preset file, as frozen pydantic models (``extra`` keys are refused)."""
+"""The schema of a preset file, as frozen pydantic models (``extra`` keys are refused).
+
+A preset by example (``presets/hubspot.toml`` is a complete one)::
+
+    key = "acme"                        # = the file name; name, category, description, keywords follow
+    kind = "api"                        # or "script-only": no settings/auth/objects, scripts only
+    # module = "presets.acme"           # optional code module with create_connector(context)
+
+    [[settings]]                        # what the admin fills in, in order
+    name = "api_key"
+    label = "API key"
+    kind = "secret"                     # text | url | secret | choice | number
+    required = true
+    pattern = '[A-Za-z0-9]+'            # full match; pattern_hint is the message when it fails
+    help = "Acme: Settings → API → Key"
+
+    [[settings]]
+    name = "api_base_url"               # every API preset has one; defaults may use earlier settings
+    label = "API address"
+    kind = "url"
+    default = "https://api.acme.example/v2"
+
+    [auth]                              # none | api_key | basic | bearer | headers |
+    type = "api_key"                    # oauth2_client_credentials | oauth2_refresh_token |
+    in = "header"                       # oauth2_authorization_code
+    name = "X-Api-Key"
+    value = "{api_key}"
+
+    [fields]                            # the CRM's own fields, name → label (DisplayName, Identifier
+    email = "E-mail"                    # and PopUpUri are always there)
+
+    [[objects]]
+    type = "contacts"                   # record ids become "contacts:<id>"
+    label = "Contacts"
+    path = "/contacts"                  # appended to api_base_url; method, params, body, headers optional
+    records = "data"                    # dotted path to the list; leave out for a bare JSON array
+    id = "id"
+    phones = [
+        { source = "field", path = "phone", label = "Phone" },
+        { source = "array", path = "phones[].value", label_key = "label", labels = { mobile = "Mobile" } },
+        { source = "vcard", path = "card" },
+    ]
+    [objects.fields]                    # templates over the record; {settings.x} reads a setting
+    DisplayName = "{first_name} {last_name}"
+    PopUpUri = "https://app.acme.example/contacts/{id}"
+    email = "{emails.0.address}"
+    [objects.pagination]                # offset | page | cursor | next_link | link_header | page_token
+    style = "cursor"
+    cursor_param = "after"
+    cursor_path = "paging.next"
+    size_param = "limit"
+    default_size = 100
+    max_size = 100                      # the vendor's maximum: never exceeded
+
+    [[notification]]                    # default call-notification lines, in order
+    field = "DisplayName"
+    label = "Name"
+
+    [[scripts]]                         # default scripts; when = match | no_match | always
+    name = "Open in Acme"
+    url = "$(PopUpUri)"
+    when = "match"
+    auto_open = true
+"""
 
 from __future__ import annotations
 

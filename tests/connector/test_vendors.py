@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from core.connector import PageProgress, get_preset
+from core.errors import ConnectorError
 from tests.connector.conftest import FakeSleep, connect, fetch_all
 from tests.crm import HubSpotEmulator, InsightlyEmulator, PipedriveEmulator, serve
 
@@ -100,7 +101,7 @@ async def test_hubspot_wrong_token_in_admin_terms(sleep: FakeSleep) -> None:
         connector = connect(
             get_preset("hubspot"), {"access_token": "pat-na1-wrong-token", "portal_id": "1", "api_base_url": url}, sleep
         )
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(ConnectorError) as caught:
             await fetch_all(connector)
     assert str(caught.value) == "HubSpot refused the access token (401): check the token or its scopes"
     assert "pat-na1-wrong-token" not in str(caught.value)
@@ -237,3 +238,13 @@ async def test_pipedrive_connection_test(sleep: FakeSleep) -> None:
         result = await connector.test_connection()
         await connector.aclose()
     assert (result.count, result.sample, result.object_types) == (None, None, ["persons"])
+
+
+async def test_pipedrive_emulator_accepts_the_older_query_token() -> None:
+    crm = PipedriveEmulator(api_token=PIPEDRIVE_TOKEN, persons=pipedrive_persons(1))
+    with serve(crm.app) as url:
+        async with httpx.AsyncClient() as client:
+            by_query = await client.get(f"{url}/api/v2/persons", params={"api_token": PIPEDRIVE_TOKEN})
+            refused = await client.get(f"{url}/api/v2/persons", params={"api_token": "nope"})
+    assert by_query.status_code == 200 and by_query.json()["data"][0]["id"] == 1
+    assert refused.status_code == 401 and refused.json()["error"] == "unauthorized access"
