@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.connector import Connector, FetchedRecord, PageProgress
@@ -167,22 +167,30 @@ def catalogue(records: Sequence[FetchedRecord]) -> Catalogue:
     return result
 
 
-def check_lookups(found: Catalogue, expected: dict[str, Person], kinds: Iterable[str]) -> int:
+def check_lookups(
+    found: Catalogue, expected: dict[str, Person], kinds: Iterable[str] | Mapping[str, Iterable[str]]
+) -> int:
     """Every number of every person finds exactly that person's record; garbage finds nothing.
 
-    ``expected`` maps record ids to people; ``kinds`` are the phone kinds the preset fetches. Returns how
-    many numbers were checked.
+    ``expected`` maps record ids to people; ``kinds`` are the phone kinds the preset fetches, for all records
+    or per object type (``{"persons": ("work", ...), ...}``). Returns how many numbers were checked.
     """
-    kinds = tuple(kinds)
+
+    def kinds_of(record_id: str) -> tuple[str, ...]:
+        chosen = kinds[record_id.partition(":")[0]] if isinstance(kinds, Mapping) else kinds
+        return tuple(chosen)
+
     checked = 0
+    all_numbers: set[str] = set()
     for record_id, person in expected.items():
         assert record_id in found.records, f"{record_id} ({person.name}) was not fetched"
-        for number in sorted(person.numbers(kinds)):
+        numbers = person.numbers(kinds_of(record_id))
+        all_numbers |= numbers
+        for number in sorted(numbers):
             assert found.lookup(number) == {record_id}, f"{number} of {person.name} found {found.lookup(number)}"
             checked += 1
-        for junk in person.garbage(kinds):
+        for junk in person.garbage(kinds_of(record_id)):
             assert junk in found.unparsed
-    all_numbers = {n for p in expected.values() for n in p.numbers(kinds)}
     assert set(found.index) == all_numbers, "the records hold numbers the data set does not"
     assert found.lookup("+49 30 99999999") == set()
     return checked
