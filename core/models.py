@@ -152,7 +152,11 @@ class IntegrationBase(SQLModel):
 
 
 class Integration(IntegrationBase, table=True):
-    """One connected CRM. Secret settings are kept encrypted in ``secrets``; the rest in ``settings``."""
+    """One connected CRM. Secret settings are kept encrypted in ``secrets``; the rest in ``settings``.
+
+    ``sync_guard_percent``: a sync that finds fewer records than this share of the cached ones is held back
+    as suspicious and the cache is kept (0 turns the guard off); see ``core.sync``.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: int = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
@@ -160,6 +164,7 @@ class Integration(IntegrationBase, table=True):
     secrets: str = Field(default="", sa_type=sa.Text)
     notification: list[dict[str, str]] = Field(default_factory=list, sa_type=sa.JSON)
     active_generation: int | None = None
+    sync_guard_percent: int = Field(default=50, sa_column_kwargs={"server_default": "50"})
     version: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -235,6 +240,7 @@ class CachedNumber(SQLModel, table=True):
         sa.Index("ix_cachednumber_e164", "e164", "integration_id", "generation"),
         sa.Index("ix_cachednumber_suffix", "suffix", "integration_id", "generation"),
         sa.Index("ix_cachednumber_gen", "integration_id", "generation"),
+        sa.Index("ix_cachednumber_record", "record_pk"),  # ON DELETE CASCADE from cachedrecord needs it
     )
 
     id: int | None = Field(default=None, primary_key=True)
