@@ -29,7 +29,7 @@ from core.connector.base import (
 from core.connector.http import CrmHttp, CrmResponse, Redactor
 from core.connector.mapping import RecordMapper
 from core.connector.pagination import PageRequest, PageResult, make_pager
-from core.connector.paths import resolve
+from core.connector.paths import resolve, to_int
 from core.errors import ConnectorError, PresetError
 from core.presets import ObjectType, Preset, load_preset_module, render_settings_template, validate_settings
 
@@ -176,15 +176,11 @@ class ApiConnector:
 
     def _total(self, obj: ObjectType, page: Page) -> int | None:
         paging = obj.pagination
-        value: Any = None
         if paging.total_path:
-            value = resolve(page.body, paging.total_path)
-        elif paging.total_header:
-            value = page.response.headers.get(paging.total_header)
-        try:
-            return int(value) if value is not None and not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            return None
+            return to_int(resolve(page.body, paging.total_path))
+        if paging.total_header:
+            return to_int(page.response.headers.get(paging.total_header))
+        return None
 
 
 @dataclass(frozen=True, slots=True)

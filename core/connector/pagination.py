@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from core.connector.paths import is_false, resolve, to_text
+from core.connector.paths import is_false, resolve, to_int, to_text
 from core.errors import ConnectorError
 from core.presets import (
     CursorPaging,
@@ -112,11 +112,7 @@ class Pager:
         return None if value is None else not is_false(value)
 
     def _number(self, result: PageResult, path: str | None) -> int | None:
-        value = resolve(result.body, path) if path else None
-        try:
-            return int(value) if value is not None and not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            return None
+        return to_int(resolve(result.body, path)) if path else None
 
 
 class OffsetPager(Pager):

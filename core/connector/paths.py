@@ -65,6 +65,16 @@ def to_text(value: Any) -> str:
     return str(value).strip()
 
 
+def to_int(value: Any) -> int | None:
+    """A count or offset: ints and digit strings; ``None`` for anything else (booleans included)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def is_false(value: Any) -> bool:
     """A "more records" flag that says no: ``False``, ``0``, ``"false"``; ``None`` (absent) is not false."""
     if value is None:
