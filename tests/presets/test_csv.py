@@ -122,8 +122,8 @@ async def test_csv_from_a_web_address_in_windows_1252_with_german_columns() -> N
     first = found.records[f"rows:id:K-{10_000 + people[0].index}"]
     assert first.fields["DisplayName"] == people[0].name and "ü" in first.fields["DisplayName"]
     assert first.fields["company"] == "Bäckerei Groß GmbH" and first.fields["PopUpUri"] == ""
-    assert {label for r in records for label, _ in r.phones} == {"Telefon", "Handy", "Telefon privat", "Telefon (sonstige)",
-                                                                 "Telefax"}  # fmt: skip
+    labels = {label for r in records for label, _ in r.phones}
+    assert labels == {"Telefon", "Handy", "Telefon privat", "Telefon (sonstige)", "Telefax"}
     assert asked[0].startswith("text/csv")
 
 
@@ -197,9 +197,8 @@ async def test_csv_files_are_refused_when_the_operator_allowed_no_folder(monkeyp
 
 
 async def test_a_missing_web_file_names_the_setting() -> None:
-    with serve(Starlette(routes=[])) as url:
-        with pytest.raises(ConnectorError) as caught:
-            await fetch_all(build_connector(csv_preset(), {"source": f"{url}/gone.csv"}))
+    with serve(Starlette(routes=[])) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(build_connector(csv_preset(), {"source": f"{url}/gone.csv"}))
     assert caught.value.field == "source" and "(404)" in caught.value.message
 
 
