@@ -142,28 +142,28 @@ async def test_5xx_that_persists(sleep: FakeSleep) -> None:
 
 async def test_hang_past_the_read_timeout_is_retried(sleep: FakeSleep) -> None:
     crm = InsightlyEmulator(api_key=INSIGHTLY_KEY, contacts=insightly_contacts(2))
-    crm.faults.on(1, fault=Fault.hang(0.6))
+    crm.faults.on(1, fault=Fault.hang(1.0))
     with serve(crm.app) as url:
         records = await fetch_all(connect(get_preset("insightly"), insightly(url), sleep,
-                                          timeouts=Timeouts(connect=2, read=0.2)))  # fmt: skip
+                                          timeouts=Timeouts(connect=2, read=0.4)))  # fmt: skip
     assert len(records) == 2 and len(sleep.calls) == 1
 
 
 async def test_hang_every_time_fails_with_the_timeout(sleep: FakeSleep) -> None:
     crm = InsightlyEmulator(api_key=INSIGHTLY_KEY, contacts=insightly_contacts(2))
-    crm.faults.always(Fault.hang(0.6))
+    crm.faults.always(Fault.hang(1.0))
     with serve(crm.app) as url, pytest.raises(ConnectorError) as caught:
         await fetch_all(
             connect(
                 get_preset("insightly"),
                 insightly(url),
                 sleep,
-                timeouts=Timeouts(connect=2, read=0.2),
+                timeouts=Timeouts(connect=2, read=0.4),
                 retry=RetryPolicy(max_attempts=2),
             )
         )
     assert caught.value.message == (
-        "Insightly did not answer within 0.2 s (timeout) on page 1 of contacts; gave up after 2 attempts"
+        "Insightly did not answer within 0.4 s (timeout) on page 1 of contacts; gave up after 2 attempts"
     )
     assert caught.value.retryable
 
@@ -293,14 +293,14 @@ async def test_no_secret_in_messages_or_logs(sleep: FakeSleep, caplog: pytest.Lo
     elif fault == "server_error":
         crm.faults.always(Fault.server_error(500))
     elif fault == "timeout":
-        crm.faults.always(Fault.hang(0.5))
+        crm.faults.always(Fault.hang(1.0))
     with serve(crm.app) as url, pytest.raises(ConnectorError) as caught:
         await fetch_all(
             connect(
                 preset,
                 {"api_base_url": url, "key": SECRET},
                 sleep,
-                timeouts=Timeouts(connect=2, read=0.2),
+                timeouts=Timeouts(connect=2, read=0.4),
                 retry=RetryPolicy(max_attempts=2),
             )
         )
