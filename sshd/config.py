@@ -1,0 +1,109 @@
+"""The SSH server's settings: where it listens, its limits and how it starts the per-session TUI child."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core.settings import Settings
+
+HOST_KEY_NAME = "ssh_host_ed25519_key"
+
+# The placeholder in ChildCommand.args that becomes the number of the descriptor the identity arrives on.
+IDENTITY_FD = "{identity_fd}"
+
+
+@dataclass(frozen=True)
+class ChildCommand:
+    """What each session's child runs: ``entry(args)``, where ``entry`` is ``"module:function"``.
+
+    With the exec spawner this is ``python -c "from module import function; function()" *args``; with the fork
+    server it is the same call in a process forked from a helper that has imported ``preload`` (and ``module``)
+    once. Either way stdin, stdout and stderr are the slave side of the session's PTY, and the read end of the
+    identity pipe is the descriptor named where ``{identity_fd}`` appears in ``args``.
+    """
+
+    entry: str = "core.cli:main"
+    args: tuple[str, ...] = ("tui", "--identity-fd", IDENTITY_FD)
+    env: tuple[tuple[str, str], ...] = ()
+    preload: tuple[str, ...] = ()
+
+    def argv(self, identity_fd: int) -> list[str]:
+        """The arguments with the identity descriptor filled in."""
+        return [a.replace(IDENTITY_FD, str(identity_fd)) for a in self.args]
+
+    def exec_argv(self, identity_fd: int) -> list[str]:
+        """A command line that runs ``entry`` in a fresh interpreter."""
+        module, _, function = self.entry.partition(":")
+        code = f"import sys; from {module} import {function}; {function}(sys.argv[1:])"
+        return [sys.executable, "-c", code, *self.argv(identity_fd)]
+
+
+def tui_command(settings: Settings) -> ChildCommand:
+    """The real child: ``switchboard --data-dir DIR tui --identity-fd N``, on the same database as the server.
+
+    The database URL and the secret key go through the environment (never the command line, where any local
+    user could read them in the process list).
+    """
+    env: list[tuple[str, str]] = [("SWITCHBOARD_LOG_LEVEL", settings.log_level)]
+    if settings.database_url:
+        env.append(("SWITCHBOARD_DATABASE_URL", settings.database_url))
+    if settings.secret_key:
+        env.append(("SWITCHBOARD_SECRET_KEY", settings.secret_key))
+    return ChildCommand(
+        entry="core.cli:main",
+        args=("--data-dir", str(settings.data_dir), "tui", "--identity-fd", IDENTITY_FD),
+        env=tuple(env),
+        preload=("tui.cli", "tui.app", "textual.app"),
+    )
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """Every knob of the SSH server; ``from_options`` fills it from ``switchboard serve``'s options."""
+
+    host: str = "127.0.0.1"
+    port: int = 2222
+    host_key_path: Path | None = None  # default: <data dir>/ssh_host_ed25519_key
+    # sessions
+    idle_timeout: float = 1800.0  # seconds without input from the admin
+    max_sessions: int = 100
+    max_sessions_per_user: int = 10
+    # connections
+    login_timeout: float = 60.0
+    keepalive_interval: float = 30.0
+    keepalive_count_max: int = 3
+    # sign-in limits
+    failure_delay: float = 1.0  # seconds after each failed password
+    max_auth_failures: int = 6  # per connection, then it is closed
+    address_failure_limit: int = 10  # failed sign-ins per address within the window, then it is blocked
+    address_failure_window: float = 300.0
+    address_connect_burst: int = 40  # new connections per address: a burst, then a steady rate
+    address_connect_rate: float = 2.0  # per second
+    max_pending_per_address: int = 32  # connections not signed in yet, per address
+    max_pending: int = 256  # and in total
+    # children
+    child: ChildCommand = field(default_factory=ChildCommand)
+    spawner: Literal["fork", "exec"] = "fork"
+    pool_size: int = 2
+    refill_delay: float = 1.0  # seconds after handing out a pooled child before starting its replacement
+    kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL
+    audit_connections: bool = True
+
+    def key_path(self, settings: Settings) -> Path:
+        """Where the host key lives."""
+        return self.host_key_path or settings.data_dir / HOST_KEY_NAME
+
+    @classmethod
+    def from_options(cls, settings: Settings, options: Any) -> SshConfig:
+        """The configuration for ``switchboard serve``: its ``ServeOptions`` plus the real TUI child."""
+        return cls(
+            host=str(getattr(options, "ssh_host", cls.host)),
+            port=int(getattr(options, "ssh_port", cls.port)),
+            idle_timeout=float(getattr(options, "ssh_idle_timeout", cls.idle_timeout)),
+            max_sessions=int(getattr(options, "ssh_max_sessions", cls.max_sessions)),
+            max_sessions_per_user=int(getattr(options, "ssh_max_sessions_per_user", cls.max_sessions_per_user)),
+            child=tui_command(settings),
+        )
