@@ -229,9 +229,9 @@ class CrmHttp:
         content: bytes | None,
         headers: dict[str, str],
     ) -> CrmResponse:
-        request = self._client.build_request(
-            method, url, params=params or None, json=json, data=data, content=content, headers=headers
-        )
+        # merge, not replace: httpx drops a URL's own query (a next-page link's) when params= is given
+        target = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
+        request = self._client.build_request(method, target, json=json, data=data, content=content, headers=headers)
         started = time.monotonic()
         try:
             response = await self._client.send(request, stream=True)
