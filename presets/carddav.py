@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 from core.connector import ConnectionTest, ConnectorContext, FetchedRecord, PageProgress, vcard_phones
 from core.connector.http import CrmHttp
 from core.errors import ConnectorError
+from core.presets import Preset
 
 log = logging.getLogger("presets.carddav")
 
@@ -368,8 +369,11 @@ SAMPLE_CARD = (
 )
 
 
-def sample_record(settings: Mapping[str, str]) -> FetchedRecord:
-    """A record as this preset maps it, from a made-up card in the address book the settings name."""
+def sample_record(preset: Preset, settings: Mapping[str, str]) -> FetchedRecord:
+    """A record as this preset maps it, from a made-up card in the address book the settings name.
+
+    A code module's ``sample_record(preset, settings)`` lets the catalogue check its screen-pop link and fields.
+    """
     book = settings["url"].rstrip("/") + "/"
     record = card_record(
         SAMPLE_CARD, href=urljoin(book, "6f1c2a4e.vcf"), public_url=settings["url"], address_book="Contacts"

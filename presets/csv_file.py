@@ -33,7 +33,7 @@ from charset_normalizer import from_bytes
 from core.connector import ConnectionTest, ConnectorContext, FetchedRecord, PageProgress
 from core.connector.http import CrmHttp
 from core.errors import ConnectorError, InvalidInput
-from core.presets import Template
+from core.presets import Preset, Template
 
 log = logging.getLogger("presets.csv")
 
@@ -362,7 +362,7 @@ SAMPLE_ROW = ("10023", "Anneke", "van der", "Bühler", "Bakkerij Bühler B.V.", 
               "anneke@buhler.example")  # fmt: skip
 
 
-def sample_record(settings: Mapping[str, str]) -> FetchedRecord:
+def sample_record(preset: Preset, settings: Mapping[str, str]) -> FetchedRecord:
     """A record as this preset maps it, from a made-up Dutch export with the settings' column choices."""
     columns = find_columns(SAMPLE_HEADER, {k: v for k, v in settings.items() if not k.endswith(("column", "columns"))})
     return RowMapper(SAMPLE_HEADER, columns, settings.get("popup_url", "")).map(2, SAMPLE_ROW)

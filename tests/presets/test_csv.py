@@ -266,7 +266,8 @@ def test_names_companies_and_ids_are_found_by_their_headers() -> None:
 
 
 def test_the_sample_record_uses_the_screen_pop_template() -> None:
-    record = sample_record({"source": "x.csv", "popup_url": "https://crm.example.com/klanten/{Identifier}"})
+    values = {"source": "x.csv", "popup_url": "https://crm.example.com/klanten/{Identifier}"}
+    record = sample_record(csv_preset(), values)
     assert record.fields["PopUpUri"] == "https://crm.example.com/klanten/10023"
     assert record.fields["DisplayName"] == "Anneke van der Bühler"
     assert record.phones == [("Telefoon", "020-1234567"), ("Mobiel", "06 12345678")]
