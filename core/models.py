@@ -156,6 +156,10 @@ class Integration(IntegrationBase, table=True):
 
     ``sync_guard_percent``: a sync that finds fewer records than this share of the cached ones is held back
     as suspicious and the cache is kept (0 turns the guard off); see ``core.sync``.
+
+    ``oauth_tokens``: the tokens the CRM issued (OAuth sign-in and refreshes), sealed like ``secrets`` but kept
+    apart from what the admin typed, so a token refresh and an admin's edit never overwrite each other; see
+    ``core.services.oauth``.
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -165,6 +169,7 @@ class Integration(IntegrationBase, table=True):
     notification: list[dict[str, str]] = Field(default_factory=list, sa_type=sa.JSON)
     active_generation: int | None = None
     sync_guard_percent: int = Field(default=50, sa_column_kwargs={"server_default": "50"})
+    oauth_tokens: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
     version: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -328,6 +333,45 @@ class AuditEventPublic(SQLModel):
     action: str
     target: str
     details: dict[str, Any]
+
+
+
+# --- OAuth sign-ins ------------------------------------------------------------------------------------------
+
+
+class OAuthStatus(StrEnum):
+    """Where an OAuth sign-in stands; ``EXCHANGING`` and ``EXPIRED`` are never shown as such (see the service)."""
+
+    PENDING = "pending"
+    EXCHANGING = "exchanging"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+class OAuthAuthorization(SQLModel, table=True):
+    """An OAuth sign-in the wizard started: single use, short-lived, found by a digest of its ``state``.
+
+    Secret settings, the PKCE verifier and the tokens the CRM returns are sealed with the server's key; the
+    tokens stay here only until the wizard stores them in the new integration (``take_tokens``).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    state_digest: str = Field(max_length=64, unique=True, index=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    actor: str = Field(max_length=254)
+    preset: str = Field(max_length=60)
+    settings: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    secrets: str = Field(default="", sa_type=sa.Text)
+    code_verifier: str = Field(default="", sa_type=sa.Text)
+    redirect_uri: str = Field(sa_type=sa.Text)
+    status: OAuthStatus = Field(default=OAuthStatus.PENDING, sa_type=sa.String(12))
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    tokens: str = Field(default="", sa_type=sa.Text)
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts(index=True)
+    completed_at: datetime | None = _ts(default=None)
 
 
 UserPublic.model_rebuild()
