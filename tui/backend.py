@@ -16,11 +16,14 @@ from enum import StrEnum
 from sqlmodel import Session
 
 from core.db import session_scope
-from core.models import AuditEventPublic, Integration, IntegrationPublic, Tenant, utcnow
+from core.errors import StaleUpdate, TemplateError
+from core.models import AuditEventPublic, Integration, IntegrationPublic, Script, ScriptPublic, Tenant, utcnow
 from core.runtime import Runtime
 from core.security import mask
-from core.services import audit, integrations, tenants, users
+from core.services import audit, integrations, scripts, tenants, users
+from core.services.scripts import ScriptDraft
 from core.services.users import Identity
+from core.templates import find_problems
 
 
 class Status(StrEnum):
@@ -60,6 +63,7 @@ class HomeSummary:
     identity: Identity
     timezone: str
     integrations: list[IntegrationRow]
+    scripts: list[ScriptRow] = field(default_factory=list)
 
     @property
     def numbers_cached(self) -> int:
@@ -83,6 +87,34 @@ class SettingRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptRow:
+    """A saved script, with the moment it last changed (to refuse saving over someone else's newer edit)."""
+
+    script: ScriptPublic
+    updated_at: datetime
+
+
+SAMPLE_RECORD = {"DisplayName": "Jansen BV", "Identifier": "4711", "PopUpUri": "https://crm.example.com/"}
+"""The record a preview fills in when there is no real one (the sample core's own preview uses)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptContext:
+    """Where a script goes, as the script editor needs it.
+
+    ``fields`` are the record fields the template may use (standard ones first). ``sample_record`` is the
+    record the preview fills in; ``None`` for a saved integration, whose preview core renders with a record
+    from its cache. ``saved`` is False in the wizard, where the integration does not exist yet.
+    """
+
+    integration_id: int | None
+    scope: str
+    fields: tuple[str, ...]
+    sample_record: dict[str, str] | None = None
+    saved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """Everything the integration overview shows (never a secret in full)."""
 
@@ -91,6 +123,7 @@ class Overview:
     preset_name: str
     status: Status
     settings: list[SettingRow] = field(default_factory=list)
+    scripts: list[ScriptRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +188,10 @@ class Backend:
             tenant = self._tenant(session, identity)
             rows = [self._row(session, item) for item in integrations.list_integrations(session=session, tenant=tenant)]
             fresh = users.identity_for(session=session, user_id=identity.user_id)
-            return HomeSummary(identity=fresh, timezone=tenant.timezone, integrations=rows)
+            own = scripts.list_scripts(session=session, tenant=tenant, tenant_level=True)
+            return HomeSummary(
+                identity=fresh, timezone=tenant.timezone, integrations=rows, scripts=[_script_row(s) for s in own]
+            )
 
     def overview(self, identity: Identity, integration_id: int) -> Overview:
         """One integration's settings (secrets masked), notification fields and status."""
@@ -169,6 +205,10 @@ class Backend:
                 preset_name=item.preset,
                 status=self._status(session, item),
                 settings=self._settings(item),
+                scripts=[
+                    _script_row(s)
+                    for s in scripts.list_scripts(session=session, tenant=tenant, integration_id=integration_id)
+                ],
             )
 
     def activity(self, identity: Identity, *, limit: int = 200) -> Activity:
@@ -217,3 +257,80 @@ class Backend:
             name = item.name
             integrations.delete_integration(session=session, actor=identity.actor, integration=item)
             return name
+
+    # --- scripts ---------------------------------------------------------------------------------------------
+
+    def script_context(self, identity: Identity, integration_id: int | None) -> ScriptContext:
+        """The fields a script for this integration (or, with ``None``, for every call) may use."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            item = None
+            if integration_id is not None:
+                item = integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
+            fields = scripts.available_fields(session=session, integration=item)
+            cached = item is not None and item.active_generation is not None
+            return ScriptContext(
+                integration_id=integration_id,
+                scope=item.name if item else "every call",
+                fields=tuple(fields),
+                sample_record=None if cached else dict(SAMPLE_RECORD),
+            )
+
+    def script(self, identity: Identity, script_id: int) -> ScriptRow:
+        """One saved script."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            return _script_row(scripts.get_script(session=session, tenant=tenant, script_id=script_id))
+
+    def check_script(self, identity: Identity, draft: ScriptDraft, context: ScriptContext) -> None:
+        """Raise the first problem of a draft, naming its field, exactly as saving it would."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            if context.saved:
+                scripts.check_draft(session=session, tenant=tenant, draft=draft)
+                return
+            scripts.check_when(draft.when)
+            scripts.check_ddi_filter(draft.ddi_filter, tenant=tenant)
+            problems = find_problems(draft.url_template, record_fields=context.fields)
+            if problems:
+                raise TemplateError(problems[0].message, position=problems[0].position, problems=problems)
+
+    def preview_script(self, identity: Identity, draft: ScriptDraft) -> str | None:
+        """A saved scope's preview, rendered by core with a record from the integration's cache."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            return scripts.preview_script(session=session, tenant=tenant, draft=draft)
+
+    def create_script(self, identity: Identity, draft: ScriptDraft) -> str:
+        """Save a new script; returns its name."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            return scripts.create_script(session=session, actor=identity.actor, tenant=tenant, draft=draft).name
+
+    def update_script(self, identity: Identity, script_id: int, draft: ScriptDraft, *, loaded: datetime) -> str:
+        """Save changes to a script, refused if someone else saved it after it was ``loaded``."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            current = scripts.get_script(session=session, tenant=tenant, script_id=script_id)
+            if current.updated_at != loaded:
+                raise StaleUpdate(
+                    f"the script {current.name!r} was changed by someone else after you opened it; "
+                    "open it again and make your change again",
+                    field="version",
+                )
+            saved = scripts.update_script(
+                session=session, actor=identity.actor, tenant=tenant, script_id=script_id, draft=draft
+            )
+            return saved.name
+
+    def delete_script(self, identity: Identity, script_id: int) -> str:
+        """Remove a script for good; returns its name."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            name = scripts.get_script(session=session, tenant=tenant, script_id=script_id).name
+            scripts.delete_script(session=session, actor=identity.actor, tenant=tenant, script_id=script_id)
+            return name
+
+
+def _script_row(script: Script) -> ScriptRow:
+    return ScriptRow(script=scripts.to_public(script), updated_at=script.updated_at)

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from tui.backend import HomeSummary, Status
 from tui.formatting import count
 from tui.messages import ReportsFailures
+from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import status_text
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class HomePane(ReportsFailures, VerticalScroll):
         listing = Static("", id="home-integrations")
         listing.border_title = "Integrations"
         yield listing
+        scripts = ScriptList(id="home-scripts")
+        scripts.border_title = "Scripts offered with every call"
+        yield scripts
         yield Static(GETTING_STARTED, id="home-hint", markup=False)
 
     @property
@@ -103,3 +107,4 @@ class HomePane(ReportsFailures, VerticalScroll):
         listing = self.query_one("#home-integrations", Static)
         listing.update(integrations_text(summary))
         listing.display = bool(summary.integrations)
+        self.query_one(ScriptList).show(summary.scripts, integration_id=None)

@@ -7,6 +7,7 @@ newest audit event) and, when it moved, the sidebar and the visible view reload.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -18,11 +19,15 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header
 
 from core.errors import NotFound, StaleUpdate
-from tui.backend import IntegrationRow, Status
+from core.services.scripts import ScriptDraft
+from tui.backend import IntegrationRow, ScriptContext, ScriptRow, Status
 from tui.messages import ConfigurationChanged, ReportsFailures, ShowIntegration, WorkFailed
 from tui.screens.activity import ActivityPane
+from tui.screens.dialogs import ConfirmDialog
 from tui.screens.home import HomePane
 from tui.screens.overview import OverviewPane
+from tui.screens.script_editor import ScriptEditor
+from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import ActionsPane, IntegrationsPane, PlacesPane, Sidebar
 
 if TYPE_CHECKING:
@@ -236,8 +241,107 @@ class MainScreen(ReportsFailures, Screen[None]):
         self.notify("The wizard is not available yet.", severity="warning")
 
     def action_add_script(self, _unlisted: bool = False) -> None:
-        """Open the script editor for a script offered with every call."""
-        self.notify("The script editor is not available yet.", severity="warning")
+        """Open the script editor: for the integration on show, else for every call (the admin may change it)."""
+        integration_id = self.overview.integration_id if self.view == "overview" else None
+        self.open_script_editor(integration_id, choose_scope=True)
+
+    # --- scripts -------------------------------------------------------------------------------------------
+
+    @dataclass
+    class EditorReady(Message):
+        """What the script editor needs arrived."""
+
+        context: ScriptContext
+        row: ScriptRow | None
+        choose_scope: bool
+
+    @dataclass
+    class ScriptSaved(Message):
+        """A script was saved or removed; ``what`` says so in words."""
+
+        what: str
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="script-editor")
+    def open_script_editor(
+        self, integration_id: int | None, script_id: int | None = None, *, choose_scope: bool = False
+    ) -> None:
+        """Read the script (when editing) and its scope's fields, then open the editor."""
+        app = self.switchboard
+        identity = app.require_identity()
+        row = app.backend.script(identity, script_id) if script_id is not None else None
+        scope = row.script.integration_id if row is not None else integration_id
+        context = app.backend.script_context(identity, scope)
+        self.post_message(self.EditorReady(context, row, choose_scope))
+
+    def on_main_screen_editor_ready(self, message: EditorReady) -> None:
+        """Open the editor; save what it returns."""
+        row = message.row
+        draft = None
+        if row is not None:
+            script = row.script
+            draft = ScriptDraft(
+                name=script.name,
+                url_template=script.url_template,
+                when=script.when,
+                auto_open=script.auto_open,
+                ddi_filter=script.ddi_filter,
+                integration_id=script.integration_id,
+            )
+        scopes = [("Every call", None), *((r.name, r.id) for r in self.rows)] if message.choose_scope else None
+        editor = ScriptEditor(message.context, draft, scopes=scopes)
+
+        def saved(result: ScriptDraft | None) -> None:
+            if result is not None:
+                self.save_script(result, row.script.id if row else None, row.updated_at if row else None)
+
+        self.app.push_screen(editor, saved)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save-script")
+    def save_script(self, draft: ScriptDraft, script_id: int | None, loaded: datetime | None) -> None:
+        """Save a new or changed script (a change refused if someone else saved it meanwhile)."""
+        app = self.switchboard
+        identity = app.require_identity()
+        if script_id is None or loaded is None:
+            name = app.backend.create_script(identity, draft)
+            self.post_message(self.ScriptSaved(f"The script {name!r} was added."))
+        else:
+            name = app.backend.update_script(identity, script_id, draft, loaded=loaded)
+            self.post_message(self.ScriptSaved(f"The script {name!r} was saved."))
+
+    def on_script_list_add_requested(self, message: ScriptList.AddRequested) -> None:
+        """Add a script to the list's scope."""
+        self.open_script_editor(message.integration_id)
+
+    def on_script_list_edit_requested(self, message: ScriptList.EditRequested) -> None:
+        """Edit a script."""
+        self.open_script_editor(None, message.script_id)
+
+    def on_script_list_remove_requested(self, message: ScriptList.RemoveRequested) -> None:
+        """Remove a script, after asking."""
+        dialog = ConfirmDialog(
+            f"Remove {message.name}?",
+            f"The script {message.name!r} will no longer be offered with calls. This cannot be undone.",
+            confirm="Remove",
+            danger=True,
+        )
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.remove_script(message.script_id)
+
+        self.app.push_screen(dialog, confirmed)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save-script")
+    def remove_script(self, script_id: int) -> None:
+        """Remove a script for good."""
+        app = self.switchboard
+        name = app.backend.delete_script(app.require_identity(), script_id)
+        self.post_message(self.ScriptSaved(f"The script {name!r} was removed."))
+
+    def on_main_screen_script_saved(self, message: ScriptSaved) -> None:
+        """Say so, and show the lists as they are now."""
+        self.notify(message.what, title="Scripts")
+        self.reload()
 
     def action_sync_now(self) -> None:
         """Sync the integration on show now."""

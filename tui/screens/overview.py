@@ -17,6 +17,7 @@ from tui.backend import Overview, Status
 from tui.formatting import count
 from tui.messages import ConfigurationChanged, ReportsFailures
 from tui.screens.dialogs import ConfirmDialog
+from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import status_text
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class OverviewPane(ReportsFailures, Vertical):
                 section = Static("", id=f"overview-{key}", classes="overview-section")
                 section.border_title = title
                 yield section
+            scripts = ScriptList(id="overview-scripts")
+            scripts.border_title = "Scripts (n new · Enter edit · x remove)"
+            yield scripts
         with Horizontal(id="overview-actions"):
             yield Button("Sync now", id="sync-now", compact=True)
             yield Button("Edit", id="edit", compact=True)
@@ -136,6 +140,7 @@ class OverviewPane(ReportsFailures, Vertical):
         self.query_one("#overview-status", Static).update(status_table(overview))
         self.query_one("#overview-settings", Static).update(settings_table(overview))
         self.query_one("#overview-notification", Static).update(notification_table(overview))
+        self.query_one(ScriptList).show(overview.scripts, integration_id=public.id)
         toggle = self.query_one("#toggle-enabled", Button)
         toggle.label = "Enable" if overview.status is Status.DISABLED else "Disable"
         self.screen.refresh_bindings()
