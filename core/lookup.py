@@ -19,6 +19,7 @@ per token by a background thread, so a lookup never waits for a writer.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,11 +27,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from core.errors import NotFound, PhoneNumberError, SwitchboardError
 from core.matching import (
@@ -55,7 +56,8 @@ from core.security import token_digest
 
 log = logging.getLogger(__name__)
 
-AnyRow: TypeAlias = sa.Row[*tuple[Any, ...]]
+EXACT_ROW_LIMIT = 4 * MAX_MATCHES
+"""Cached numbers read for an exact match at most (a record may hold the number more than once)."""
 
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 """A token's ``last_used_at`` is updated at most this often."""
@@ -130,12 +132,16 @@ _EXACT = (
         _integration.c.tenant_id == sa.bindparam("tenant_id"),
         _integration.c.enabled == sa.true(),
     )
-    .order_by(_integration.c.position, _integration.c.id, _record.c.id)
-    .limit(MAX_MATCHES + 1)
+    .limit(EXACT_ROW_LIMIT)  # no ORDER BY: sorting the few rows in Python is cheaper than SQLite's temp b-tree
+)
+# "+ 0" keeps the planner off the (integration_id, generation) index, which would read every number of the
+# tenant: the suffix range is the selective part (a handful of rows across all tenants).
+_PARTIAL_ACTIVE = sa.and_(
+    _integration.c.id == _number.c.integration_id + 0, _integration.c.active_generation == _number.c.generation
 )
 _PARTIAL = (
     sa.select(*_MATCH_COLUMNS)
-    .select_from(_number.join(_integration, _ACTIVE).join(_record, _record.c.id == _number.c.record_pk))
+    .select_from(_number.join(_integration, _PARTIAL_ACTIVE).join(_record, _record.c.id == _number.c.record_pk))
     .where(
         _number.c.suffix >= sa.bindparam("low"),
         _number.c.suffix < sa.bindparam("high"),
@@ -177,89 +183,152 @@ _TOUCH = (
 )
 
 
+# --- running them -------------------------------------------------------------------------------------------
+
+
+class Prepared:
+    """A Core statement compiled once for a dialect and run straight on a DBAPI cursor.
+
+    The lookup's statements take only strings and integers and need no result processing beyond what
+    :func:`_json` and :func:`_utc` do, so SQLAlchemy's per-execution work (about as much as SQLite's own) is
+    skipped.
+    """
+
+    __slots__ = ("defaults", "names", "sql")
+
+    def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.defaults = dict(compiled.params)
+        positions = getattr(compiled, "positiontup", None)
+        self.names: list[str] | None = list(positions) if positions else None
+
+    def rows(self, cursor: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute with ``params`` (missing ones take their compiled defaults, e.g. LIMIT) and fetch all."""
+        values = {**self.defaults, **params} if self.defaults else params
+        cursor.execute(self.sql, [values[name] for name in self.names] if self.names is not None else values)
+        return list(cursor.fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    state_by_token: Prepared
+    state_by_slug: Prepared
+    exact: Prepared
+    partial: Prepared
+    integrations: Prepared
+    scripts: Prepared
+
+    @classmethod
+    def for_dialect(cls, dialect: sa.Dialect) -> _Statements:
+        return cls(
+            *(
+                Prepared(statement, dialect)
+                for statement in (_STATE_BY_TOKEN, _STATE_BY_SLUG, _EXACT, _PARTIAL, _INTEGRATIONS, _SCRIPTS)
+            )
+        )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: SQLite hands back text, psycopg already-parsed data."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _utc(value: Any) -> datetime | None:
+    """A UTC timestamp column's value as an aware datetime (SQLite: text; PostgreSQL: naive datetime)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if isinstance(moment, datetime) else None
+
+
+# state rows: tenant id, slug, country, timezone, partial digits, scripts, scripts changed, integration id,
+# integration version, enabled[, token id, token last used]
+_SLUG, _COUNTRY, _ZONE, _DIGITS, _INTEGRATION = 1, 2, 3, 4, 7
+
+
+def _fingerprint(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """What, when it changes, means the tenant's lookup configuration must be read again."""
+    integrations = tuple((row[7], row[8], bool(row[9])) for row in rows if row[_INTEGRATION] is not None)
+    return (*rows[0][1:7], integrations)
+
+
 # --- turning rows into configuration ------------------------------------------------------------------------
 
 
-def _fingerprint(rows: Sequence[AnyRow]) -> tuple[Any, ...]:
-    first = rows[0]
-    integrations = tuple((r.integration_id, r.version, bool(r.enabled)) for r in rows if r.integration_id)
-    return (
-        first.country,
-        first.timezone,
-        first.partial_match_digits,
-        first.scripts,
-        first.scripts_changed,
-        integrations,
-    )
-
-
-def _script_rule(row: AnyRow, country: str) -> ScriptRule:
+def _script_rule(row: tuple[Any, ...], country: str) -> ScriptRule:
+    script_id, _, name, template, when_text, auto_open, ddi_filter = row
     key = None
-    if row.ddi_filter:
+    if ddi_filter:
         try:
-            key = ddi_key(row.ddi_filter, country=country)
+            key = ddi_key(ddi_filter, country=country)
         except PhoneNumberError:
-            key = "!" + row.ddi_filter  # saved before a country change: matches no call, never every call
+            key = "!" + ddi_filter  # saved before a country change: matches no call, never every call
     try:
-        when = ScriptWhen(row.when)
+        when = ScriptWhen(when_text)
     except ValueError:
         when = ScriptWhen.MATCH
-    return ScriptRule(row.id, row.name, row.url_template, when, bool(row.auto_open), key)
+    return ScriptRule(script_id, name, template, when, bool(auto_open), key)
 
 
 def _notification_pairs(value: Any) -> tuple[tuple[str, str], ...]:
     pairs = []
-    for item in value or ():
+    for item in _json(value) or ():
         if isinstance(item, dict) and item.get("field"):
             pairs.append((str(item["field"]), str(item.get("label") or item["field"])))
     return tuple(pairs)
 
 
-def load_rules(connection: Connection, state: Sequence[AnyRow]) -> TenantRules:
+def load_rules(cursor: Any, statements: _Statements, state: Sequence[tuple[Any, ...]]) -> TenantRules:
     """Read a tenant's integrations and scripts into :class:`TenantRules` (when its fingerprint changed)."""
     first = state[0]
-    params = {"tenant_id": first.id}
-    scripts = connection.execute(_SCRIPTS, params).all()
+    params = {"tenant_id": first[0]}
     by_integration: dict[int | None, list[ScriptRule]] = {}
-    for row in scripts:
-        by_integration.setdefault(row.integration_id, []).append(_script_rule(row, first.country))
+    for row in statements.scripts.rows(cursor, params):
+        by_integration.setdefault(row[1], []).append(_script_rule(row, first[_COUNTRY]))
     integrations = {
-        row.id: IntegrationRule(
-            id=row.id,
-            name=row.name,
-            preset=row.preset,
-            enabled=bool(row.enabled),
-            notification=_notification_pairs(row.notification),
-            scripts=tuple(by_integration.get(row.id, ())),
+        integration_id: IntegrationRule(
+            id=integration_id,
+            name=name,
+            preset=preset,
+            enabled=bool(enabled),
+            notification=_notification_pairs(notification),
+            scripts=tuple(by_integration.get(integration_id, ())),
         )
-        for row in connection.execute(_INTEGRATIONS, params)
+        for integration_id, name, preset, enabled, notification in statements.integrations.rows(cursor, params)
     }
     return TenantRules(
-        tenant_id=first.id,
-        slug=first.slug,
-        country=first.country,
-        timezone=first.timezone,
-        partial_digits=first.partial_match_digits,
+        tenant_id=first[0],
+        slug=first[_SLUG],
+        country=first[_COUNTRY],
+        timezone=first[_ZONE],
+        partial_digits=first[_DIGITS],
         integrations=integrations,
         scripts=tuple(by_integration.get(None, ())),
         fingerprint=_fingerprint(state),
     )
 
 
-def _candidates(rows: Sequence[AnyRow]) -> list[Candidate]:
-    return [
-        Candidate(
-            row.integration_id, row.id, row.record_id, row.fields if isinstance(row.fields, dict) else {}, row.e164
+def _candidates(rows: Sequence[tuple[Any, ...]]) -> list[Candidate]:
+    candidates = []
+    for integration_id, record_pk, record_id, fields, e164 in rows:
+        values = _json(fields)
+        candidates.append(
+            Candidate(integration_id, record_pk, record_id, values if isinstance(values, dict) else {}, e164)
         )
-        for row in rows
-    ]
+    return candidates
 
 
 # --- the service --------------------------------------------------------------------------------------------
 
 
 class _PerThread(threading.local):
-    connection: Connection | None = None
+    connection: Any = None
 
 
 class Lookups:
@@ -268,8 +337,10 @@ class Lookups:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        self._statements = _Statements.for_dialect(engine.dialect)
+        self._errors: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._local = _PerThread()
-        self._connections: list[Connection] = []
+        self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._rules: dict[int, TenantRules] = {}
         self._touched: dict[int, float] = {}
@@ -278,10 +349,17 @@ class Lookups:
 
     # connections
 
-    def _connect(self) -> Connection:
-        connection = self._local.connection
-        if connection is None or connection.closed or connection.invalidated:
-            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    def _connect(self) -> Any:
+        """This thread's DBAPI connection, in autocommit mode (reads only) and owned here, not by the pool."""
+        connection: Any = self._local.connection
+        if connection is None:
+            proxied = self._engine.raw_connection()
+            proxied.detach()
+            connection = proxied.dbapi_connection
+            if self._engine.dialect.name == "sqlite":
+                connection.isolation_level = None
+            else:
+                connection.autocommit = True
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -293,19 +371,20 @@ class Lookups:
             with self._lock:
                 if connection in self._connections:
                     self._connections.remove(connection)
-            try:
-                connection.close()
-            except sa.exc.SQLAlchemyError:
-                log.debug("closing a broken lookup connection failed", exc_info=True)
+            _close_quietly(connection)
 
     @contextmanager
-    def _database(self) -> Iterator[Connection]:
-        """A connection; a database failure drops it (the next call reconnects) and becomes LookupUnavailable."""
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor; a database failure drops the connection (the next call reconnects): LookupUnavailable."""
         try:
-            yield self._connect()
-        except sa.exc.DBAPIError as exc:
+            cursor = self._connect().cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        except (self._errors, sa.exc.SQLAlchemyError) as exc:
             self._drop_connection()
-            log.warning("lookup database error: %s", type(exc.orig).__name__)
+            log.warning("lookup database error: %s", type(exc).__name__)
             raise LookupUnavailable("the cache database did not answer; try again in a moment") from None
 
     def close(self) -> None:
@@ -315,18 +394,15 @@ class Lookups:
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
-            try:
-                connection.close()
-            except sa.exc.SQLAlchemyError:
-                log.debug("closing a lookup connection failed", exc_info=True)
+            _close_quietly(connection)
 
     # configuration
 
-    def _rules_for(self, connection: Connection, state: Sequence[AnyRow]) -> TenantRules:
-        tenant_id = state[0].id
+    def _rules_for(self, cursor: Any, state: Sequence[tuple[Any, ...]]) -> TenantRules:
+        tenant_id = state[0][0]
         rules = self._rules.get(tenant_id)
         if rules is None or rules.fingerprint != _fingerprint(state):
-            rules = load_rules(connection, state)
+            rules = load_rules(cursor, self._statements, state)
             self._rules[tenant_id] = rules
         return rules
 
@@ -337,62 +413,64 @@ class Lookups:
         if not token or len(token) > 200:
             return None
         digest = token_digest(token)
-        with self._database() as connection:
-            state = connection.execute(_STATE_BY_TOKEN, {"digest": digest}).all()
+        with self._cursor() as cursor:
+            state = self._statements.state_by_token.rows(cursor, {"digest": digest})
             if not state:
                 return None
-            rules = self._rules_for(connection, state)
-            self._touch_later(state[0].token_id, state[0].token_used)
-            return self._lookup(connection, rules, call)
+            rules = self._rules_for(cursor, state)
+            self._touch_later(state[0][10], state[0][11])
+            return self._lookup(cursor, rules, call)
 
     def by_tenant(self, slug: str, call: CallInput) -> LookupResult:
         """Look a call up for the tenant ``slug`` (the operator's ``switchboard lookup``)."""
-        with self._database() as connection:
-            state = connection.execute(_STATE_BY_SLUG, {"slug": (slug or "").strip().lower()}).all()
+        with self._cursor() as cursor:
+            state = self._statements.state_by_slug.rows(cursor, {"slug": (slug or "").strip().lower()})
             if not state:
                 raise NotFound(f"there is no tenant {slug!r}; `switchboard tenant list` shows them", field="tenant")
-            return self._lookup(connection, self._rules_for(connection, state), call)
+            return self._lookup(cursor, self._rules_for(cursor, state), call)
 
-    def _lookup(self, connection: Connection, rules: TenantRules, call_input: CallInput) -> LookupResult:
+    def _lookup(self, cursor: Any, rules: TenantRules, call_input: CallInput) -> LookupResult:
         call = prepare_call(call_input, rules=rules, now=self._clock())
-        matches, truncated = self._match(connection, rules, call)
+        matches, truncated = self._match(cursor, rules, call)
         if any(m.candidate.integration_id not in rules.integrations for m in matches):
             matches = [m for m in matches if m.candidate.integration_id in rules.integrations]  # created meanwhile
         outcome = matches[0].kind.value if matches else "none"
         return LookupResult(rules.slug, build_result(rules, call, matches, truncated=truncated), outcome)
 
-    def _match(self, connection: Connection, rules: TenantRules, call: Call) -> tuple[list[Match], bool]:
+    def _match(self, cursor: Any, rules: TenantRules, call: Call) -> tuple[list[Match], bool]:
         caller = call.caller
         if caller.e164 is None:
             return [], False  # internal numbers are never matched
-        params = {"e164": caller.e164, "tenant_id": rules.tenant_id}
-        rows = connection.execute(_EXACT, params).all()
+        rows = self._statements.exact.rows(cursor, {"e164": caller.e164, "tenant_id": rules.tenant_id})
         if rows:
-            exact = _unique(_candidates(rows))
-            return [Match(c, MatchKind.EXACT) for c in exact[:MAX_MATCHES]], len(exact) > MAX_MATCHES
+            rank = rules.rank
+            exact = _unique(sorted(_candidates(rows), key=lambda c: (rank.get(c.integration_id, -1), c.record_pk)))
+            truncated = len(exact) > MAX_MATCHES or len(rows) >= EXACT_ROW_LIMIT
+            return [Match(c, MatchKind.EXACT) for c in exact[:MAX_MATCHES]], truncated
         prefix = partial_prefix(caller, digits=rules.min_digits)
         if prefix is None:
             return [], False
         params = {"low": prefix, "high": prefix + ":", "tenant_id": rules.tenant_id}  # ":" sorts after "9"
-        candidates = _candidates(connection.execute(_PARTIAL, params).all())
+        candidates = _candidates(self._statements.partial.rows(cursor, params))
         enabled = [rule.id for rule in rules.integrations.values() if rule.enabled]
         chosen = choose_partial(caller, candidates, enabled=enabled)
         return ([Match(chosen, MatchKind.PARTIAL)] if chosen else []), False
 
     # last_used_at
 
-    def _touch_later(self, token_id: int | None, used: datetime | None) -> None:
+    def _touch_later(self, token_id: int | None, used: Any) -> None:
         """Record that the token was used, at most once a minute, without making the lookup wait."""
         if token_id is None or self._closed:
             return
-        now = self._clock()
-        if used is not None and now - used < TOKEN_TOUCH_INTERVAL:
-            return
         moment = time.monotonic()
+        if moment - self._touched.get(token_id, -1e9) < TOKEN_TOUCH_INTERVAL.total_seconds():
+            return  # this process saw (and recorded) it within the minute
+        now = self._clock()
+        last = _utc(used)
         with self._lock:
-            if moment - self._touched.get(token_id, -1e9) < TOKEN_TOUCH_INTERVAL.total_seconds():
-                return
             self._touched[token_id] = moment
+        if last is not None and now - last < TOKEN_TOUCH_INTERVAL:
+            return  # another node recorded it
         try:
             self._writer.submit(self._touch, token_id, now)
         except RuntimeError:
@@ -404,6 +482,13 @@ class Lookups:
                 connection.execute(_TOUCH, {"token_id": token_id, "now": now, "cutoff": now - TOKEN_TOUCH_INTERVAL})
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not record a token's last use: %s", type(exc).__name__)
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:  # closing a broken connection may fail in driver-specific ways; it is gone either way
+        log.debug("closing a lookup connection failed", exc_info=True)
 
 
 def _unique(candidates: list[Candidate]) -> list[Candidate]:

@@ -53,9 +53,11 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
 from core.errors import InvalidInput, PhoneNumberError
 from core.models import ScriptWhen
-from core.numbers import PhoneNumber, normalize, significant_digits
+from core.numbers import PhoneNumber, normalize
 from core.templates import render
 
 MIN_PARTIAL_DIGITS = 8
@@ -136,7 +138,8 @@ class IntegrationRule:
 class TenantRules:
     """A tenant's lookup configuration, cached in memory and replaced when ``fingerprint`` changes.
 
-    ``integrations`` holds every integration of the tenant by id, in their configured order.
+    ``integrations`` holds every integration of the tenant by id, in their configured order; ``rank`` gives
+    each id's place in that order.
     """
 
     tenant_id: int
@@ -148,9 +151,11 @@ class TenantRules:
     scripts: tuple[ScriptRule, ...] = ()
     fingerprint: tuple[Any, ...] = ()
     zone: tzinfo = field(init=False, compare=False)
+    rank: Mapping[int, int] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", tenant_zone(self.timezone))
+        object.__setattr__(self, "rank", {integration_id: i for i, integration_id in enumerate(self.integrations)})
 
     @property
     def min_digits(self) -> int:
@@ -257,31 +262,37 @@ def prepare_call(call: CallInput, *, rules: TenantRules, now: datetime) -> Call:
 # --- partial matching ----------------------------------------------------------------------------------------
 
 
+def split_e164(e164: str) -> tuple[str, str] | None:
+    """(country calling code, national significant number) of an E.164 string; None if it is not one.
+
+    Calling codes are prefix-free, so the first 1-3 digits that are a known code are it; the rest is the
+    national significant number (what ``phonenumbers`` would give, Italian leading zero included).
+    """
+    digits = e164[1:]
+    if not e164.startswith("+") or not digits.isascii() or not digits.isdigit():
+        return None
+    for size in (1, 2, 3):
+        if int(digits[:size]) in COUNTRY_CODE_TO_REGION_CODE:
+            return digits[:size], digits[size:]
+    return None
+
+
 def partial_prefix(caller: PhoneNumber, *, digits: int) -> str | None:
     """The suffix-index prefix (the caller's last ``digits`` digits, reversed), or None if not eligible.
 
-    Internal numbers and numbers whose national significant number is shorter than ``digits`` never match
-    partially.
+    Internal numbers and numbers whose national significant number is shorter than ``digits`` (never taken
+    below :data:`MIN_PARTIAL_DIGITS`) never match partially.
     """
-    if caller.internal or caller.e164 is None:
+    wanted = max(digits, MIN_PARTIAL_DIGITS)
+    parts = None if caller.e164 is None else split_e164(caller.e164)
+    if parts is None or len(parts[1]) < wanted:
         return None
-    if len(significant_digits(caller.e164)) < max(digits, MIN_PARTIAL_DIGITS):
-        return None
-    return caller.e164[: -max(digits, MIN_PARTIAL_DIGITS) - 1 : -1]
-
-
-def _split(e164: str) -> tuple[str, str] | None:
-    """(country code, national significant number) of a stored E.164, or None if it does not parse."""
-    try:
-        national = significant_digits(e164)
-    except PhoneNumberError:
-        return None
-    return e164[1 : len(e164) - len(national)], national
+    return parts[1][: -wanted - 1 : -1]
 
 
 def same_national_number(caller_e164: str, cached_e164: str) -> bool:
     """Whether two E.164 numbers are one national number under two country codes (rule 3 of the docstring)."""
-    caller, cached = _split(caller_e164), _split(cached_e164)
+    caller, cached = split_e164(caller_e164), split_e164(cached_e164)
     if caller is None or cached is None or caller[0] == cached[0]:
         return False
     shorter, longer = sorted((caller[1], cached[1]), key=len)

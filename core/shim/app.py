@@ -18,15 +18,17 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
+from urllib.parse import parse_qsl
 
 import pydantic_core
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import SwitchboardError
 from core.lookup import LookupResult, Lookups
@@ -41,8 +43,6 @@ HEALTH_INTERVAL = 5.0
 
 DB_THREADS = 4
 """Threads that run lookups when the database is reached over the network (PostgreSQL)."""
-
-_bearer = HTTPBearer(auto_error=False, description="The tenant's API token (`switchboard token create`).")
 
 
 # --- documented shapes (the answers themselves are serialised directly, in exactly this shape) ------------
@@ -114,6 +114,20 @@ class CallIn(BaseModel):
     start_time: datetime | None = Field(
         default=None, description="ISO 8601; without an offset it is the tenant's local time. Default: now."
     )
+
+
+class FieldProblem(BaseModel):
+    """One problem with the request: where (``["query", "number"]``), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblems(BaseModel):
+    """The request is malformed; ``detail`` lists every problem."""
+
+    detail: list[FieldProblem]
 
 
 class Problem(BaseModel):
@@ -194,23 +208,29 @@ def _unauthorized(message: str, *, invalid: bool) -> Response:
     return JSONResponse({"detail": message}, status_code=401, headers={"WWW-Authenticate": challenge})
 
 
-def _field_error(error: SwitchboardError, where: Mapping[str, tuple[str, ...]]) -> Response:
-    if error.http_status != 422:
-        return JSONResponse({"detail": error.message}, status_code=error.http_status)
-    location = where.get(error.field or "", ("body",))
-    kind = error.title.lower().replace(" ", "_")
-    return JSONResponse({"detail": [{"loc": list(location), "msg": error.message, "type": kind}]}, status_code=422)
+def _invalid(problems: list[dict[str, Any]]) -> Response:
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
-async def _answer(
-    shim: Shim, credentials: HTTPAuthorizationCredentials | None, call: CallInput, where: Mapping[str, tuple[str, ...]]
-) -> Response:
-    if credentials is None:
-        return _unauthorized("send the tenant's API token as `Authorization: Bearer <token>`", invalid=False)
+def _problem(location: tuple[str | int, ...], message: str, kind: str) -> dict[str, Any]:
+    return {"loc": list(location), "msg": message, "type": kind}
+
+
+def _bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def _answer(shim: Shim, token: str, call: CallInput, where: Mapping[str, tuple[str, ...]]) -> Response:
     try:
-        result: LookupResult | None = await shim.run(shim.lookups.by_token, credentials.credentials, call)
+        result: LookupResult | None = await shim.run(shim.lookups.by_token, token, call)
     except SwitchboardError as error:
-        return _field_error(error, where)
+        if error.http_status != 422:
+            return JSONResponse({"detail": error.message}, status_code=error.http_status)
+        kind = error.title.lower().replace(" ", "_")
+        return _invalid([_problem(where.get(error.field or "", ("body",)), error.message, kind)])
     if result is None:
         return _unauthorized(
             "the API token is unknown or revoked; create one with `switchboard token create`", invalid=True
@@ -219,14 +239,198 @@ async def _answer(
     return _json(result.body)
 
 
-# --- the app ------------------------------------------------------------------------------------------------
+def _missing_token() -> Response:
+    return _unauthorized("send the tenant's API token as `Authorization: Bearer <token>`", invalid=False)
 
-_QUERY_WHERE: dict[str, tuple[str, ...]] = {
-    "caller_number": ("query", "number"),
-    "ddi_number": ("query", "ddi"),
-    "start_time": ("query",),
-}
+
+# --- the lookup routes: parsed by hand (FastAPI's per-request parameter solving cost more than the lookup) ---
+
+_QUERY_WHERE: dict[str, tuple[str, ...]] = {"caller_number": ("query", "number"), "ddi_number": ("query", "ddi")}
 _BODY_WHERE: dict[str, tuple[str, ...]] = {name: ("body", name) for name in CallIn.model_fields}
+_QUERY_LIMITS = {"number": (1, 100), "ddi": (0, 100)}
+MAX_BODY = 16 * 1024
+"""Largest ``POST /v1/calls`` body accepted, in bytes."""
+
+_LOOKUP_PARAMETERS = [
+    {
+        "name": "number",
+        "in": "query",
+        "required": True,
+        "description": "The caller's number, as the phone system has it (E.164 or national).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+        "example": "+31201234567",
+    },
+    {
+        "name": "ddi",
+        "in": "query",
+        "required": False,
+        "description": "The number the call came in on (for scripts with a DDI filter).",
+        "schema": {"type": "string", "maxLength": 100},
+    },
+]
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _query_values(request: Request) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    values: dict[str, str] = {}
+    problems = []
+    for name, (shortest, longest) in _QUERY_LIMITS.items():
+        value = query.get(name)
+        if value is None:
+            if shortest:
+                problems.append(_problem(("query", name), "Field required", "missing"))
+            continue
+        if not shortest <= len(value) <= longest:
+            problems.append(_problem(("query", name), f"give {shortest}-{longest} characters", "string_length"))
+        values[name] = value
+    return values, problems
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None when it is larger than :data:`MAX_BODY`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def answer_lookup(shim: Shim, request: Request) -> Response:
+    """``GET /v1/lookup``: token, then query, then the lookup."""
+    token = _bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return _missing_token()
+    values, problems = _query_values(request)
+    if problems:
+        return _invalid(problems)
+    call = CallInput(caller_number=values["number"], ddi_number=values.get("ddi"))
+    return await _answer(shim, token, call, _QUERY_WHERE)
+
+
+async def answer_call(shim: Shim, request: Request) -> Response:
+    """``POST /v1/calls``: token, then body, then the lookup."""
+    token = _bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return _missing_token()
+    body = await _read_body(request)
+    if body is None:
+        return JSONResponse({"detail": f"the body is larger than {MAX_BODY} bytes"}, status_code=413)
+    try:
+        call = CallIn.model_validate_json(body)
+    except ValidationError as exc:
+        return _invalid([_problem(("body", *e["loc"]), e["msg"], e["type"]) for e in exc.errors(include_url=False)])
+    return await _answer(shim, token, CallInput(**call.model_dump()), _BODY_WHERE)
+
+
+class FastPath:
+    """ASGI middleware that hands the two lookup routes straight to their handlers.
+
+    The same handlers sit behind the documented FastAPI routes; this skips the router and FastAPI's
+    per-request dependency solving, which together cost about as much as the lookup itself.
+    """
+
+    def __init__(self, app: ASGIApp, shim: Shim) -> None:
+        self.app = app
+        self.routes = {("GET", "/v1/lookup"): answer_lookup, ("POST", "/v1/calls"): answer_call}
+        self.shim = shim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        response = await handler(self.shim, Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def _add_lookup_routes(app: FastAPI, shim: Shim) -> None:
+    @app.get(
+        "/v1/lookup",
+        tags=["lookup"],
+        response_model=None,
+        responses={200: {"model": LookupOut}, 422: {"model": ValidationProblems}, **_AUTH_RESPONSES},
+        openapi_extra={"parameters": _LOOKUP_PARAMETERS, "security": _SECURITY},
+    )
+    async def lookup(request: Request) -> Response:
+        """Who is calling? Matching records, notification fields and rendered script links."""
+        return await answer_lookup(shim, request)
+
+    @app.post(
+        "/v1/calls",
+        tags=["lookup"],
+        response_model=None,
+        responses={
+            200: {"model": LookupOut},
+            413: {"model": Problem, "description": f"The body is larger than {MAX_BODY} bytes."},
+            422: {"model": ValidationProblems},
+            **_AUTH_RESPONSES,
+        },
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": CallIn.model_json_schema()}}},
+            "security": _SECURITY,
+        },
+    )
+    async def calls(request: Request) -> Response:
+        """A call came in: the same answer as ``/v1/lookup``, with every call property for the scripts."""
+        return await answer_call(shim, request)
+
+
+def _add_operations_routes(app: FastAPI, shim: Shim, engine: sa.Engine) -> None:
+    @app.get("/healthz", tags=["operations"], response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> Response:
+        """Whether the shim answers and its database does (checked at most every few seconds)."""
+        ok = await shim.database_ok(engine)
+        body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}
+        return _json(body, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency, lookups per tenant."""
+        return Response(shim.metrics.render(), media_type=shim.metrics.content_type)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return _invalid(
+            [_problem(tuple(e.get("loc", ())), str(e.get("msg", "")), str(e.get("type", ""))) for e in exc.errors()]
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server's log has the details"}, status_code=500)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Describe the bearer token scheme the lookup routes use (they read the header themselves)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The tenant's API token (`switchboard token create --tenant SLUG`).",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# --- the app ------------------------------------------------------------------------------------------------
 
 
 def create_app(runtime: Runtime, *, lookups: Lookups | None = None, inline: bool | None = None) -> FastAPI:
@@ -247,63 +451,13 @@ def create_app(runtime: Runtime, *, lookups: Lookups | None = None, inline: bool
         version="1",
         description=__doc__,
         openapi_tags=[{"name": "lookup", "description": "Who is calling?"}, {"name": "operations"}],
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # Prometheus instead (see /metrics)
     )
     app.state.shim = shim
+    app.add_middleware(FastPath, shim=shim)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
     _add_lookup_routes(app, shim)
     _add_operations_routes(app, shim, engine)
+    _install_openapi(app)
     return app
-
-
-def _add_lookup_routes(app: FastAPI, shim: Shim) -> None:
-    @app.get(
-        "/v1/lookup", tags=["lookup"], response_model=None, responses={200: {"model": LookupOut}, **_AUTH_RESPONSES}
-    )
-    async def lookup(
-        number: Annotated[str, Query(min_length=1, max_length=100, description="The caller's number.")],
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ddi: Annotated[str | None, Query(max_length=100, description="The number the call came in on.")] = None,
-    ) -> Response:
-        """Who is calling? Matching records, notification fields and rendered script links."""
-        return await _answer(shim, credentials, CallInput(caller_number=number, ddi_number=ddi), _QUERY_WHERE)
-
-    @app.post(
-        "/v1/calls", tags=["lookup"], response_model=None, responses={200: {"model": LookupOut}, **_AUTH_RESPONSES}
-    )
-    async def calls(
-        call: CallIn, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> Response:
-        """A call came in: the same answer as ``/v1/lookup``, with every call property for the scripts."""
-        data = CallInput(**call.model_dump())
-        return await _answer(shim, credentials, data, _BODY_WHERE)
-
-
-def _add_operations_routes(app: FastAPI, shim: Shim, engine: sa.Engine) -> None:
-    @app.get("/healthz", tags=["operations"], response_model=Health, responses={503: {"model": Health}})
-    async def healthz() -> Response:
-        """Whether the shim answers and its database does (checked at most every few seconds)."""
-        ok = await shim.database_ok(engine)
-        return _json(
-            {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}, 200 if ok else 503
-        )
-
-    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def metrics() -> Response:
-        """Prometheus metrics: requests, latency, lookups per tenant."""
-        return Response(shim.metrics.render(), media_type=shim.metrics.content_type)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
-            for error in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the server's log has the details"}, status_code=500)

@@ -1,0 +1,434 @@
+"""Lookup shim benchmark: throughput, latency, start-up time and memory with a big cache.
+
+Setup: a SQLite file with 100 tenants, one holding 1,000,000 cached numbers (700,000 records, some with a second
+number) and 99 holding 1,000 each, built with the use-case functions for configuration and bulk ``executemany``
+for the cache. The server is ``switchboard serve`` with only the HTTP shim, in its own process; the load comes
+from a raw asyncio HTTP/1.1 client (keep-alive, 32 connections) in another process, so the client costs little
+and measures the server. Its ceiling is measured against a trivial asyncio responder.
+
+Figures (the issue's targets): lookup throughput >= 60% of the same server's ``/healthz`` throughput, p99 of
+lookups under 32 concurrent clients <= 20 ms, zero errors, ready within 3 s of start, RSS <= 500 MB.
+
+Run: ``make bench`` or ``python -m tests.bench lookup``. ``python -m tests.bench.bench_lookup --quick`` builds a
+smaller cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+BIG_TENANT_NUMBERS = 1_000_000
+SMALL_TENANTS = 99
+SMALL_TENANT_NUMBERS = 1_000
+CONNECTIONS = 32
+SECONDS = 5.0
+WARMUP_SECONDS = 1.0
+TARGET_RATIO = 0.60
+TARGET_P99_MS = 20.0
+TARGET_READY_S = 3.0
+TARGET_RSS_MB = 500.0
+
+
+@dataclass
+class Figures:
+    """One load run: requests per second, latency percentiles and failures."""
+
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+# --- the database -------------------------------------------------------------------------------------------
+
+
+def _fields(index: int) -> str:
+    return json.dumps(
+        {
+            "DisplayName": f"Contact {index}",
+            "Identifier": str(index),
+            "PopUpUri": f"https://crm.example.com/contacts/{index}",
+            "Company": f"Company {index % 5000}",
+        }
+    )
+
+
+def build_database(data_dir: Path, big_numbers: int) -> dict[str, object]:
+    """Create the tenants, integrations, tokens and scripts, then bulk-load the cache; returns what the load needs."""
+    from sqlmodel import Session
+
+    from core.runtime import open_runtime
+    from core.services import integrations, scripts, tenants, tokens
+    from core.services.audit import OPERATOR
+    from core.settings import Settings
+
+    runtime = open_runtime(Settings(data_dir=data_dir))
+    plan: list[tuple[str, int, int, str]] = []  # slug, tenant id, integration id, token
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        for index in range(SMALL_TENANTS + 1):
+            tenant = tenants.create_tenant(
+                session=session, actor=OPERATOR, slug=f"t{index:03d}", name=f"Tenant {index}", country="NL",
+                timezone="Europe/Amsterdam",
+            )  # fmt: skip
+            integration = integrations.create_integration(
+                session=session, actor=OPERATOR, tenant=tenant, box=runtime.box, preset="hubspot", name="CRM",
+                settings={}, secrets={"access_token": "x"},
+                notification=[{"field": "DisplayName", "label": "Name"}, {"field": "Company", "label": "Company"}],
+            )  # fmt: skip
+            for draft in (
+                scripts.ScriptDraft("Open in CRM", "$(PopUpUri)", integration_id=integration.id, auto_open=True),
+                scripts.ScriptDraft(
+                    "Mail callback",
+                    "mailto:?subject=Callback&body=Call%20$(DisplayName)%20on%20#(Caller number)",
+                    integration_id=integration.id,
+                ),
+                scripts.ScriptDraft("Search", "https://www.google.nl/search?q=#(Caller number)", when="nomatch"),
+            ):
+                scripts.create_script(session=session, actor=OPERATOR, tenant=tenant, draft=draft)
+            _, token = tokens.create_token(session=session, actor=OPERATOR, tenant=tenant)
+            plan.append((tenant.slug, tenant.id or 0, integration.id or 0, token))
+        session.commit()
+    runtime.close()
+    hits = _load_cache(data_dir / "switchboard.db", plan, big_numbers)
+    return {"tokens": [p[3] for p in plan], "hits": hits}
+
+
+def _load_cache(path: Path, plan: list[tuple[str, int, int, str]], big_numbers: int) -> list[list[str]]:
+    """Bulk-insert the cache (setup, not product code); returns some cached numbers per tenant for the load."""
+    rng = random.Random(1)
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=OFF")
+    hits: list[list[str]] = []
+    record_pk = number_pk = 0
+    for position, (_, _, integration_id, _) in enumerate(plan):
+        count = big_numbers if position == 0 else SMALL_TENANT_NUMBERS
+        prefix = "+316" if position == 0 else "+3120"  # mobiles 061-065 and Amsterdam: valid ranges
+        values = rng.sample(range(10_000_000, 60_000_000) if position == 0 else range(1_000_000, 10_000_000), count)
+        records, numbers = [], []
+        records_wanted = count * 7 // 10
+        for index, value in enumerate(values):
+            e164 = f"{prefix}{value}"
+            if index < records_wanted:
+                record_pk += 1
+                records.append((record_pk, integration_id, 1, str(index), _fields(index)))
+                owner = record_pk
+            else:
+                owner = record_pk - rng.randrange(records_wanted)  # a second number of an earlier record
+            number_pk += 1
+            numbers.append((number_pk, integration_id, 1, owner, e164, e164[:0:-1], e164, "Phone"))
+        connection.executemany(
+            "INSERT INTO cachedrecord (id, integration_id, generation, record_id, fields) VALUES (?, ?, ?, ?, ?)",
+            records,
+        )
+        connection.executemany(
+            "INSERT INTO cachednumber (id, integration_id, generation, record_pk, e164, suffix, raw, label)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            numbers,
+        )
+        connection.execute("UPDATE integration SET active_generation = 1 WHERE id = ?", (integration_id,))
+        hits.append([n[4] for n in rng.sample(numbers, min(2000, len(numbers)))])
+    connection.commit()
+    connection.execute("ANALYZE")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return hits
+
+
+def lookup_paths(setup: dict[str, object], count: int = 4000) -> list[tuple[str, str]]:
+    """(path, token) pairs: 70% hits in the big tenant, 10% misses there, 20% hits and misses in small ones."""
+    rng = random.Random(2)
+    tokens: list[str] = setup["tokens"]  # type: ignore[assignment]
+    hits: list[list[str]] = setup["hits"]  # type: ignore[assignment]
+    paths = []
+    for index in range(count):
+        roll = index % 10
+        if roll < 7:
+            tenant, number = 0, rng.choice(hits[0])
+        elif roll == 7:
+            tenant, number = 0, f"+316{rng.randrange(10_000_000, 60_000_000)}"
+        else:
+            tenant = rng.randrange(1, len(tokens))
+            number = rng.choice(hits[tenant]) if roll == 8 else f"+3120{rng.randrange(10**6, 10**7)}"
+        paths.append((f"/v1/lookup?number={quote(number)}", tokens[tenant]))
+    return paths
+
+
+# --- the load -----------------------------------------------------------------------------------------------
+
+
+def _request(path: str, token: str | None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
+
+
+async def _worker(
+    port: int, requests: list[bytes], offset: int, until: float, latencies: list[float], errors: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = offset
+    try:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            writer.write(requests[index % len(requests)])
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if head[9:12] != b"200":
+                errors.append(int(head[9:12]))
+            index += 1
+    finally:
+        writer.close()
+
+
+async def _load(port: int, requests: list[bytes], seconds: float) -> tuple[list[float], list[int], float]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    started = time.perf_counter()
+    until = started + seconds
+    workers = [_worker(port, requests, i * 97, until, latencies, errors) for i in range(CONNECTIONS)]
+    results = await asyncio.gather(*workers, return_exceptions=True)
+    errors.extend(-1 for result in results if isinstance(result, BaseException))
+    return latencies, errors, time.perf_counter() - started
+
+
+def run_client(port: int, phases: list[tuple[str, list[tuple[str, str | None]]]], seconds: float) -> list[Figures]:
+    """Load each phase for ``seconds`` (after a warm-up) and summarise it."""
+    figures = []
+    for name, targets in phases:
+        requests = [_request(path, token) for path, token in targets]
+        asyncio.run(_load(port, requests, WARMUP_SECONDS))
+        latencies, errors, elapsed = asyncio.run(_load(port, requests, seconds))
+        latencies.sort()
+        count = len(latencies)
+        figures.append(
+            Figures(
+                name=name,
+                requests=count,
+                seconds=elapsed,
+                p50_ms=latencies[count // 2] * 1000 if count else 0.0,
+                p99_ms=latencies[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
+                errors=len(errors),
+            )
+        )
+    return figures
+
+
+# --- processes ----------------------------------------------------------------------------------------------
+
+
+class _Responder(asyncio.Protocol):
+    """Answers every request on a connection with the same small 200 response (the client's ceiling)."""
+
+    RESPONSE = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.write(self.RESPONSE)
+
+
+async def _respond(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_Responder, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> float:
+    """Seconds until ``path`` answers 200."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if sock.recv(64)[9:12] == b"200":
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError("the server did not become ready")
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _client_process(port: int, phases: object, seconds: float) -> list[Figures]:
+    """Run the load in a separate process, so client and server do not share an interpreter."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
+        json.dump({"port": port, "phases": phases, "seconds": seconds}, spec)
+    try:
+        output = subprocess.run(
+            [sys.executable, "-m", "tests.bench.bench_lookup", "client", spec.name],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(spec.name)
+    return [Figures(**item) for item in json.loads(output)]
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def _row(figures: Figures) -> str:
+    return (
+        f"{figures.name:<34}{figures.rate:>10,.0f}{figures.p50_ms:>10.2f}{figures.p99_ms:>10.2f}"
+        f"{figures.errors:>8}{figures.requests:>10,}"
+    )
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def report(figures: list[Figures], ready: float, rss: tuple[float, float], big_numbers: int) -> None:
+    """Print the table and the targets."""
+    health, lookup = _combined(figures, "GET /healthz"), _combined(figures, "GET /v1/lookup")
+    ratio = lookup.rate / health.rate if health.rate else 0.0
+    errors = sum(f.errors for f in figures if f.name != "client ceiling (raw asyncio)")
+    print(
+        f"\nlookup shim: SQLite, {big_numbers:,} cached numbers in one tenant + {SMALL_TENANTS} tenants x "
+        f"{SMALL_TENANT_NUMBERS:,}; {CONNECTIONS} connections, {SECONDS:.0f} s per row, {os.cpu_count()} cores"
+    )
+    print(f"{'target':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'requests':>10}")
+    for item in figures:
+        print(_row(item))
+    print(_row(Figures("lookup, both rounds", lookup.requests, lookup.seconds, lookup.p50_ms, lookup.p99_ms, errors)))
+    print(f"lookup / healthz throughput   {ratio:6.0%}  (>= {TARGET_RATIO:.0%})  {_verdict(ratio >= TARGET_RATIO)}")
+    print(f"lookup p99                    {lookup.p99_ms:6.1f} ms (<= {TARGET_P99_MS:.0f} ms)  "
+          f"{_verdict(lookup.p99_ms <= TARGET_P99_MS)}")  # fmt: skip
+    print(f"errors                        {errors:6d}     (0)  {_verdict(errors == 0)}")
+    ready_ok = _verdict(ready <= TARGET_READY_S)
+    print(f"ready after start             {ready:6.2f} s  (<= {TARGET_READY_S:.0f} s)  {ready_ok}")
+    print(f"server RSS after load (peak)  {rss[0]:6.0f} MB ({rss[1]:.0f} MB peak; <= {TARGET_RSS_MB:.0f} MB)  "
+          f"{_verdict(rss[1] <= TARGET_RSS_MB)}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build the database, measure the client's ceiling, start the server, load it, print the table."""
+    args = sys.argv[1:] if argv is None else argv
+    big_numbers = 100_000 if "--quick" in args else BIG_TENANT_NUMBERS
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+        data_dir = Path(tmp)
+        started = time.perf_counter()
+        setup = build_database(data_dir, big_numbers)
+        print(f"built the database in {time.perf_counter() - started:.1f} s", flush=True)
+        figures = _measure(data_dir, setup)
+    report(figures[0], figures[1], figures[2], big_numbers)
+
+
+def _measure(data_dir: Path, setup: dict[str, object]) -> tuple[list[Figures], float, tuple[float, float]]:
+    port = _free_port()
+    responder = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_lookup", "responder", str(port)])
+    try:
+        _wait_ready(port, "/", responder)
+        ceiling = _client_process(port, [["client ceiling (raw asyncio)", [["/", None]]]], SECONDS)
+    finally:
+        _stop(responder)
+    port = _free_port()
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_LOG_LEVEL": "WARNING"}
+    command = [
+        sys.executable,
+        "-c",
+        "from core.cli import main; main()",
+        "serve",
+        "--no-ssh",
+        "--no-scheduler",
+        "--http-port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        ready = _wait_ready(port, "/healthz", server)
+        health: list[tuple[str, str | None]] = [("/healthz", None)]
+        lookups = lookup_paths(setup)
+        phases = [
+            ["GET /healthz (round 1)", health],
+            ["GET /v1/lookup (round 1)", lookups],
+            ["GET /healthz (round 2)", health],
+            ["GET /v1/lookup (round 2)", lookups],
+        ]
+        figures = ceiling + _client_process(port, phases, SECONDS)
+        rss = _rss_mb(server.pid)
+    finally:
+        _stop(server)
+    return figures, ready, rss
+
+
+def _combined(figures: list[Figures], name: str) -> Figures:
+    """The rows whose name starts with ``name`` taken together (both rounds): total requests over total time."""
+    rows = [f for f in figures if f.name.startswith(name)]
+    worst_p99 = max(f.p99_ms for f in rows)
+    median_p50 = sorted(f.p50_ms for f in rows)[len(rows) // 2]
+    return Figures(name, sum(f.requests for f in rows), sum(f.seconds for f in rows), median_p50, worst_p99,
+                   sum(f.errors for f in rows))  # fmt: skip
+
+
+def _client_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    phases = [(name, [(path, token) for path, token in targets]) for name, targets in spec["phases"]]
+    figures = run_client(spec["port"], phases, spec["seconds"])
+    print(json.dumps([f.__dict__ for f in figures]))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["client"]:
+        _client_main(sys.argv[2])
+    elif sys.argv[1:2] == ["responder"]:
+        asyncio.run(_respond(int(sys.argv[2])))
+    else:
+        main()
