@@ -12,11 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlmodel import Session
 
 from core.db import session_scope
 from core.errors import StaleUpdate, TemplateError
+from core.lookup import Lookups
+from core.matching import CallInput
 from core.models import AuditEventPublic, Integration, IntegrationPublic, Script, ScriptPublic, Tenant, utcnow
 from core.runtime import Runtime
 from core.security import mask
@@ -217,6 +220,17 @@ class Backend:
             tenant = self._tenant(session, identity)
             events = audit.list_events(session=session, tenant_id=identity.tenant_id, limit=limit)
             return Activity(events=events, timezone=tenant.timezone)
+
+    def test_call(self, identity: Identity, caller_number: str, ddi_number: str | None = None) -> dict[str, Any]:
+        """What the HTTP shim would answer for this call, as the same JSON-ready data."""
+        with self._session() as session:
+            self._tenant(session, identity)
+        lookups = Lookups(self.runtime.engine, clock=self.clock)
+        try:
+            call = CallInput(caller_number=caller_number, ddi_number=ddi_number or None)
+            return lookups.by_tenant(identity.tenant_slug, call).body
+        finally:
+            lookups.close()
 
     def _status(self, session: Session, item: Integration) -> Status:
         return Status.ENABLED if item.enabled else Status.DISABLED

@@ -27,6 +27,7 @@ from tui.screens.dialogs import ConfirmDialog
 from tui.screens.home import HomePane
 from tui.screens.overview import OverviewPane
 from tui.screens.script_editor import ScriptEditor
+from tui.screens.test_call import TestCallPane
 from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import ActionsPane, IntegrationsPane, PlacesPane, Sidebar
 
@@ -39,7 +40,7 @@ VIEWS = ("home", "overview", "activity")
 class MainScreen(ReportsFailures, Screen[None]):
     """Sidebar and views; the key bindings in the footer follow the view."""
 
-    CSS_PATH = ["main.tcss", "home.tcss", "overview.tcss", "activity.tcss"]
+    CSS_PATH = ["main.tcss", "home.tcss", "overview.tcss", "activity.tcss", "test_call.tcss"]
     BINDINGS = [
         Binding("a", "add_integration", "Add integration"),
         Binding("s", "add_script", "Add script"),
@@ -53,6 +54,7 @@ class MainScreen(ReportsFailures, Screen[None]):
         Binding("delete", "delete", "Delete"),
         Binding("h", "show_view('home')", "Home", show=False),
         Binding("l", "show_view('activity')", "Activity", show=False),
+        Binding("t", "show_view('test-call')", "Test call", show=False),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
         Binding("f5", "reload", "Reload", show=False),
     ]
@@ -83,6 +85,7 @@ class MainScreen(ReportsFailures, Screen[None]):
                 yield HomePane(id="home")
                 yield OverviewPane(id="overview")
                 yield ActivityPane(id="activity")
+                yield TestCallPane(id="test-call")
         yield Footer(compact=True)
 
     @property
@@ -171,6 +174,8 @@ class MainScreen(ReportsFailures, Screen[None]):
             self.query_one(HomePane).load()
         elif view == "activity":
             self.query_one(ActivityPane).load()
+        elif view == "test-call":
+            self.query_one("#caller").focus()
         self.refresh_bindings()
 
     def action_show_view(self, view: str) -> None:
