@@ -213,6 +213,11 @@ def _is_quoted_printable(line: str) -> bool:
 
 def _split_line(line: str) -> tuple[str | None, str, str]:
     """The head (``group.NAME;params``) and value, split at the first colon outside double quotes."""
+    head, colon, value = line.partition(":")
+    if not colon:
+        return None, "", ""
+    if '"' not in head:  # the common case: no quoted parameter value that could hold a colon
+        return head, colon, value
     quoted = False
     for index, char in enumerate(line):
         if char == '"':
@@ -246,6 +251,8 @@ def _property(line: str) -> VCardProperty | None:
 
 
 def _split_unquoted(text: str, separator: str) -> list[str]:
+    if '"' not in text:
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -274,6 +281,8 @@ def _decode_qp(value: str, charset: str) -> str:
 
 def _split_escaped(value: str, separator: str) -> list[str]:
     """Split at ``separator`` unless it is escaped with a backslash (the escapes stay for ``_unescape``)."""
+    if "\\" not in value:
+        return value.split(separator)
     parts: list[str] = []
     current: list[str] = []
     chars = iter(value)
@@ -290,6 +299,8 @@ def _split_escaped(value: str, separator: str) -> list[str]:
 
 
 def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
     out: list[str] = []
     chars = iter(value)
     for char in chars:
