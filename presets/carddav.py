@@ -555,6 +555,10 @@ class CardDavConnector:
         book_path = urlsplit(book.url).path
         hrefs: dict[str, None] = {}
         for member in listing[1]:
+            if member.status == 507:  # RFC 6578 §3.6 style truncation: never sync a silently shortened list
+                raise ConnectorError(
+                    f"{self.crm} listed only part of {book.name} (507, too many entries for one answer)", status=507
+                )
             path = urlsplit(self._absolute(book.url, member.href)).path
             if path.rstrip("/") == book_path.rstrip("/") or member.has_type("collection"):
                 continue

@@ -226,6 +226,26 @@ async def test_carddav_does_not_follow_a_server_that_points_to_another_host() ->
     assert requests == ["PROPFIND /"]
 
 
+async def test_carddav_refuses_a_listing_the_server_cut_short() -> None:
+    """A server that lists only part of a big address book (507) must fail the sync, not shrink the cache."""
+    book = (
+        "<d:response><d:href>/book/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/><c:addressbook/>"
+        "</d:resourcetype><d:displayname>Groß</d:displayname></d:prop><d:status>HTTP/1.1 200 OK</d:status>"
+        "</d:propstat></d:response>"
+    )
+    cut = "<d:response><d:href>/book/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>"
+
+    async def dav(request: Request) -> Response:
+        members = book if request.headers.get("depth") == "0" else book + cut
+        body = f'<d:multistatus xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:carddav">{members}</d:multistatus>'
+        return Response(body, status_code=207, media_type="application/xml")
+
+    app = Starlette(routes=[Route("/{path:path}", dav, methods=["PROPFIND"])])
+    with serve(app) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(build_connector(carddav_preset(), settings(f"{url}/book/")))
+    assert caught.value.status == 507 and "only part of Groß" in caught.value.message
+
+
 # ------------------------------------------------------------------------------------------- parsing
 
 
