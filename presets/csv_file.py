@@ -484,6 +484,12 @@ class CsvConnector:
         )  # fmt: skip
         if response.status in (404, 410):
             raise ConnectorError(f"There is no file at {self.source} ({response.status})", field="source")
+        if "html" in response.headers.get("content-type", "").lower() or response.content.lstrip()[:1] == b"<":
+            raise ConnectorError(
+                "The address gives a web page, not a CSV file (a sign-in page?): use the link of the CSV export "
+                "itself, e.g. Google Sheets' 'Publish to web' link in CSV format",
+                field="source",
+            )
         return io.BytesIO(response.content)
 
     @contextlib.contextmanager

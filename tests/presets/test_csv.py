@@ -196,6 +196,15 @@ async def test_csv_files_are_refused_when_the_operator_allowed_no_folder(monkeyp
     assert refused.value.field == "source"
 
 
+async def test_a_web_page_instead_of_a_csv_file_is_explained() -> None:
+    async def sign_in(request: Request) -> Response:
+        return Response("<!doctype html><title>Anmelden</title>", media_type="text/html")
+
+    with serve(Starlette(routes=[Route("/export", sign_in)])) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(build_connector(csv_preset(), {"source": f"{url}/export"}))
+    assert caught.value.field == "source" and "web page, not a CSV file" in caught.value.message
+
+
 async def test_a_missing_web_file_names_the_setting() -> None:
     with serve(Starlette(routes=[])) as url, pytest.raises(ConnectorError) as caught:
         await fetch_all(build_connector(csv_preset(), {"source": f"{url}/gone.csv"}))
