@@ -412,6 +412,15 @@ class ChildPool:
         """How many started children wait for an admin."""
         return len(self._idle)
 
+    def idle_pids(self) -> list[int]:
+        """The process ids of the waiting children."""
+        return [child.pid for child in self._idle]
+
+    def spawner_pid(self) -> int | None:
+        """The fork server's process id, when children come from one."""
+        pid = getattr(self._spawner, "pid", None)
+        return pid if isinstance(pid, int) else None
+
     async def start(self) -> None:
         """Start the spawner and fill the pool (in the background)."""
         await self._spawner.start()

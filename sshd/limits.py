@@ -124,7 +124,7 @@ class SessionLimits:
             return f"the server already runs its maximum of {self._max_total} sessions; please try again later"
         if self._per_user.get(user_id, 0) >= self._max_per_user:
             return (
-                f"you already have {self._max_per_user} sessions open, the most allowed; "
+                f"you already have {self._max_per_user} open session(s), the most allowed per person; "
                 "close one of them and try again"
             )
         self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
