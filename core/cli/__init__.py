@@ -14,7 +14,7 @@ from core.cli.base import cli
 from core.errors import SwitchboardError
 
 # Each module adds its commands to ``cli`` when imported.
-from core.cli import admin, integrations, lookup, serve  # noqa: F401  isort: skip
+from core.cli import admin, integrations, lookup, serve, sync  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

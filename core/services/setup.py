@@ -1,0 +1,242 @@
+"""Connecting a CRM from a preset: check the settings, test the connection, store the integration.
+
+The wizard and ``switchboard integration add`` go the same way: :func:`check_values` (the admin's values
+against the preset), :func:`check_connection` (the first page of the first object type: does it work, how
+many records, one sample), then :func:`add_integration` (settings stored, secret ones sealed with the
+server's key, the preset's default notification fields and screen-pop scripts added), then the first sync
+(:func:`core.services.sync.sync_now`). :func:`connect_integration` does all of it in that order and writes
+nothing unless the connection test succeeds.
+
+Secrets: the secret settings and the OAuth tokens the connector obtains are kept together in the
+integration's sealed ``secrets``; tokens under the key ``token:<name>`` so that they can never be mistaken for
+a setting of the same name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from core.connector import ConnectionTest, Connector, FetchedRecord, build_connector
+from core.db import session_scope
+from core.errors import NotFound
+from core.models import Integration, IntegrationPublic, SyncRunPublic, Tenant
+from core.presets import Preset, get_preset, validate_settings
+from core.runtime import Runtime
+from core.security import SecretBox
+from core.services import integrations, scripts
+from core.services.audit import Actor
+from core.sync import ProgressCallback
+
+TOKEN_PREFIX = "token:"  # noqa: S105 (a key prefix, not a secret)
+
+
+# --- values --------------------------------------------------------------------------------------------------
+
+
+def check_values(preset: Preset, values: Mapping[str, str]) -> dict[str, str]:
+    """The admin's values checked against the preset, defaults filled in (``InvalidInput`` names the field)."""
+    return validate_settings(preset, values)
+
+
+def split_values(preset: Preset, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Checked values split into plain settings and secret ones (empty secrets are left out)."""
+    secret = preset.secret_settings
+    settings = {k: v for k, v in values.items() if k not in secret}
+    secrets = {k: v for k, v in values.items() if k in secret and v}
+    return settings, secrets
+
+
+def stored_values(*, integration: Integration, box: SecretBox) -> tuple[dict[str, str], dict[str, str]]:
+    """An integration's settings with its secrets opened, and its stored OAuth tokens: for the connector only."""
+    sealed = box.open(integration.secrets)
+    tokens = {k.removeprefix(TOKEN_PREFIX): v for k, v in sealed.items() if k.startswith(TOKEN_PREFIX)}
+    values = {**integration.settings, **{k: v for k, v in sealed.items() if not k.startswith(TOKEN_PREFIX)}}
+    return values, tokens
+
+
+def store_tokens(*, engine: Engine, box: SecretBox, integration_id: int, tokens: Mapping[str, str]) -> None:
+    """Keep tokens the connector renewed, sealed with the other secrets.
+
+    Not an admin's change: neither audited nor counted as a new version (so an admin editing the integration
+    meanwhile is not told that someone else changed it).
+    """
+    table = Integration.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        sealed = connection.execute(sa.select(table.c.secrets).where(table.c.id == integration_id)).scalar()
+        if sealed is None:
+            return
+        values = box.open(sealed)
+        values.update({TOKEN_PREFIX + k: v for k, v in tokens.items() if v})
+        connection.execute(sa.update(table).where(table.c.id == integration_id).values(secrets=box.seal(values)))
+
+
+# --- the connector -----------------------------------------------------------------------------------------
+
+
+def open_connector(
+    *, runtime: Runtime, integration_id: int, transport: httpx.AsyncBaseTransport | None = None
+) -> Connector:
+    """The connector of a stored integration; renewed OAuth tokens are stored again as they come."""
+    with Session(runtime.engine) as session:
+        integration = session.get(Integration, integration_id)
+        if integration is None:
+            raise NotFound(f"there is no integration {integration_id}", field="integration")
+        preset = get_preset(integration.preset)
+        values, tokens = stored_values(integration=integration, box=runtime.box)
+    on_tokens = partial(_store, runtime.engine, runtime.box, integration_id)
+    return build_connector(preset, values, tokens=tokens or None, on_tokens=on_tokens, transport=transport)
+
+
+def _store(engine: Engine, box: SecretBox, integration_id: int, tokens: dict[str, str]) -> None:
+    store_tokens(engine=engine, box=box, integration_id=integration_id, tokens=tokens)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """A successful connection test: records on the first page (or the total, if the CRM says), a sample.
+
+    ``tokens`` are OAuth tokens obtained during the test, to be stored with the integration; never show them.
+    """
+
+    count: int | None
+    sample: FetchedRecord | None
+    object_types: list[str]
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+async def check_connection(
+    *,
+    preset: Preset,
+    values: Mapping[str, str],
+    tokens: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ConnectionCheck:
+    """Fetch the first page of the first object type; ``ConnectorError`` says in admin terms what failed."""
+    obtained: dict[str, str] = {}
+    connector = build_connector(preset, values, tokens=tokens, on_tokens=obtained.update, transport=transport)
+    try:
+        test: ConnectionTest = await connector.test_connection()
+    finally:
+        await connector.aclose()
+    return ConnectionCheck(test.count, test.sample, list(test.object_types), {**(tokens or {}), **obtained})
+
+
+# --- storing ---------------------------------------------------------------------------------------------------
+
+
+def add_integration(
+    *,
+    session: Session,
+    actor: Actor,
+    tenant: Tenant,
+    box: SecretBox,
+    preset: Preset,
+    values: Mapping[str, str],
+    name: str | None = None,
+    schedule: str | None = None,
+    tokens: Mapping[str, str] | None = None,
+) -> Integration:
+    """Store an integration of ``preset`` with the preset's notification fields and default scripts (audited)."""
+    settings, secrets = split_values(preset, check_values(preset, values))
+    secrets.update({TOKEN_PREFIX + k: v for k, v in (tokens or {}).items() if v})
+    integration = integrations.create_integration(
+        session=session,
+        actor=actor,
+        tenant=tenant,
+        box=box,
+        preset=preset.key,
+        name=name or preset.name,
+        settings=settings,
+        secrets=secrets,
+        schedule=schedule,
+        notification=[{"field": n.field, "label": n.label} for n in preset.default_notification],
+    )
+    for default in preset.default_scripts:
+        draft = scripts.ScriptDraft(
+            name=default.name,
+            url_template=default.url,
+            when=default.when,
+            auto_open=default.auto_open,
+            integration_id=integration.id,
+        )
+        scripts.create_script(session=session, actor=actor, tenant=tenant, draft=draft)
+    return integration
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What :func:`connect_integration` did: the integration, its connection test, its first sync."""
+
+    integration: IntegrationPublic
+    test: ConnectionCheck | None
+    run: SyncRunPublic | None
+
+
+async def connect_integration(
+    *,
+    runtime: Runtime,
+    actor: Actor,
+    tenant_slug: str,
+    preset_key: str,
+    values: Mapping[str, str],
+    name: str | None = None,
+    schedule: str | None = None,
+    first_sync: bool = True,
+    progress: ProgressCallback | None = None,
+    node: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Connected:
+    """Check, test, store and (unless told not to) sync a new integration; nothing is stored if a check fails.
+
+    Script-only presets have no connection to test and nothing to sync.
+    """
+    preset = get_preset(preset_key)
+    checked = check_values(preset, values)
+    if schedule is not None:
+        schedule = integrations.check_schedule(schedule)
+    test = None if preset.is_script_only else await check_connection(preset=preset, values=checked, transport=transport)
+
+    def store() -> tuple[int, IntegrationPublic]:
+        with session_scope(runtime.engine) as session:
+            tenant = _tenant(session, tenant_slug)
+            integration = add_integration(
+                session=session, actor=actor, tenant=tenant, box=runtime.box, preset=preset, values=checked,
+                name=name, schedule=schedule, tokens=test.tokens if test else None,
+            )  # fmt: skip
+            session.flush()
+            return integration.id or 0, integrations.to_public(session=session, integration=integration)
+
+    integration_id, public = await asyncio.to_thread(store)
+    run = None
+    if first_sync and test is not None:
+        from core.services.sync import sync_now
+
+        run = await sync_now(
+            runtime=runtime,
+            integration_id=integration_id,
+            progress=progress,
+            node=node,
+            connector_factory=lambda rt, iid: open_connector(runtime=rt, integration_id=iid, transport=transport),
+        )
+        public = await asyncio.to_thread(_public, runtime, integration_id)
+    return Connected(public, test, run)
+
+
+def _tenant(session: Session, slug: str) -> Tenant:
+    from core.services.tenants import get_tenant
+
+    return get_tenant(session=session, slug=slug)
+
+
+def _public(runtime: Runtime, integration_id: int) -> IntegrationPublic:
+    with Session(runtime.engine) as session:
+        integration = integrations.get_integration(session=session, tenant=None, integration_id=integration_id)
+        return integrations.to_public(session=session, integration=integration)
