@@ -7,26 +7,39 @@ withdrawn (or whose account is deleted) by someone else cannot change anything f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session
 
+from core.connector import ConnectionTest, RetryPolicy, Timeouts, build_connector
 from core.db import session_scope
 from core.errors import StaleUpdate, TemplateError
 from core.lookup import Lookups
 from core.matching import CallInput
-from core.models import AuditEventPublic, Integration, IntegrationPublic, Script, ScriptPublic, Tenant, utcnow
+from core.models import (
+    AuditEventPublic,
+    Integration,
+    IntegrationPublic,
+    Script,
+    ScriptPublic,
+    ScriptWhen,
+    Tenant,
+    utcnow,
+)
+from core.presets import Preset, get_preset, load_presets, validate_settings
 from core.runtime import Runtime
 from core.security import mask
 from core.services import audit, integrations, scripts, tenants, users
 from core.services.scripts import ScriptDraft
 from core.services.users import Identity
 from core.templates import find_problems
+from tui.wizard_state import NotificationLine, WizardScript, WizardState
 
 
 class Status(StrEnum):
@@ -137,12 +150,19 @@ class Activity:
     timezone: str
 
 
+TEST_RETRY = RetryPolicy(max_attempts=2, base_delay=1.0, max_delay=5.0, max_total=10.0)
+"""A connection test answers within seconds: one retry at most, unlike a sync."""
+
+TEST_TIMEOUTS = Timeouts(connect=10.0, read=20.0)
+
+
 class Backend:
     """Use-case calls on behalf of one app session; safe to call from worker threads."""
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.runtime = runtime
         self.clock = clock
+        self._presets: dict[str, Preset] | None = None
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -345,6 +365,156 @@ class Backend:
             scripts.delete_script(session=session, actor=identity.actor, tenant=tenant, script_id=script_id)
             return name
 
+    # --- the wizard ------------------------------------------------------------------------------------------
+
+    def presets(self) -> dict[str, Preset]:
+        """Every preset, by key (read once)."""
+        if self._presets is None:
+            self._presets = load_presets()
+        return self._presets
+
+    def test_connection(
+        self,
+        identity: Identity,
+        preset_key: str,
+        values: dict[str, str],
+        *,
+        integration_id: int | None = None,
+        oauth_state: str | None = None,
+    ) -> ConnectionTest:
+        """Ask the CRM for its first page with these settings (an edited integration's stored secrets fill gaps)."""
+        preset = get_preset(preset_key)
+        settings = dict(values)
+        with self._session() as session:
+            self._tenant(session, identity)
+            if integration_id is not None:
+                item = self._integration(session, identity, integration_id)
+                stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+                settings = {**{k: v for k, v in stored.items() if k in preset.secret_settings}, **settings}
+        connector = build_connector(preset, settings, retry=TEST_RETRY, timeouts=TEST_TIMEOUTS)
+
+        async def run() -> ConnectionTest:
+            try:
+                return await connector.test_connection()
+            finally:
+                await connector.aclose()
+
+        return asyncio.run(run())
+
+    def wizard_for_edit(self, identity: Identity, integration_id: int) -> WizardState:
+        """An integration as the wizard's steps 2-4 show it (secrets not included: left empty, they stay)."""
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            item = integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
+            preset = get_preset(item.preset)
+            stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+            saved = scripts.list_scripts(session=session, tenant=tenant, integration_id=integration_id)
+            return WizardState(
+                preset=preset,
+                settings={k: v for k, v in item.settings.items() if k not in preset.secret_settings},
+                notification=[NotificationLine(n["field"], n.get("label") or n["field"]) for n in item.notification],
+                scripts=[WizardScript(_draft_of(s), s.id, s.updated_at) for s in saved],
+                name=item.name,
+                editing=item.id,
+                version=item.version,
+                kept_secrets=frozenset(k for k, v in stored.items() if v),
+            )
+
+    def save_wizard(self, identity: Identity, state: WizardState) -> int:
+        """Create the integration with its scripts, or save the edit; all or nothing. Returns its id."""
+        assert state.preset is not None
+        with self._session() as session:
+            tenant = self._tenant(session, identity)
+            if state.editing is None:
+                item = self._create(session, identity, tenant, state)
+            else:
+                item = self._update(session, identity, tenant, state)
+            self._save_scripts(session, identity, tenant, state, item.id or 0)
+            return item.id or 0
+
+    def _split(self, preset: Preset, values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Checked settings split into plain ones and secrets (empty secrets left out)."""
+        plain = {k: v for k, v in values.items() if k not in preset.secret_settings}
+        secret = {k: v for k, v in values.items() if k in preset.secret_settings and v}
+        return plain, secret
+
+    def _create(self, session: Session, identity: Identity, tenant: Tenant, state: WizardState) -> Integration:
+        preset = state.preset
+        assert preset is not None
+        values = {} if preset.is_script_only else validate_settings(preset, state.settings)
+        plain, secret = self._split(preset, values)
+        return integrations.create_integration(
+            session=session,
+            actor=identity.actor,
+            tenant=tenant,
+            box=self.runtime.box,
+            preset=preset.key,
+            name=state.name,
+            settings=plain,
+            secrets=secret,
+            notification=[{"field": line.field, "label": line.label} for line in state.notification],
+        )
+
+    def _update(self, session: Session, identity: Identity, tenant: Tenant, state: WizardState) -> Integration:
+        preset = state.preset
+        assert preset is not None and state.editing is not None and state.version is not None
+        item = integrations.get_integration(session=session, tenant=tenant, integration_id=state.editing)
+        stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+        typed = {k: v for k, v in state.settings.items() if v}
+        values = {} if preset.is_script_only else validate_settings(preset, {**stored, **typed})
+        plain, _ = self._split(preset, values)
+        secret = {k: v for k, v in typed.items() if k in preset.secret_settings}
+        return integrations.update_integration(
+            session=session,
+            actor=identity.actor,
+            integration=item,
+            box=self.runtime.box,
+            expected_version=state.version,
+            name=state.name,
+            settings=plain,
+            secrets=secret,
+            notification=[{"field": line.field, "label": line.label} for line in state.notification],
+        )
+
+    def _save_scripts(
+        self, session: Session, identity: Identity, tenant: Tenant, state: WizardState, integration_id: int
+    ) -> None:
+        for gone in state.removed:
+            if gone.script_id is not None:
+                self._check_fresh(session, tenant, gone)
+                scripts.delete_script(session=session, actor=identity.actor, tenant=tenant, script_id=gone.script_id)
+        for script in state.scripts:
+            draft = replace(script.draft, integration_id=integration_id)
+            if script.script_id is None:
+                scripts.create_script(session=session, actor=identity.actor, tenant=tenant, draft=draft)
+            elif draft != _draft_of(scripts.get_script(session=session, tenant=tenant, script_id=script.script_id)):
+                self._check_fresh(session, tenant, script)
+                scripts.update_script(
+                    session=session, actor=identity.actor, tenant=tenant, script_id=script.script_id, draft=draft
+                )
+
+    def _check_fresh(self, session: Session, tenant: Tenant, script: WizardScript) -> None:
+        assert script.script_id is not None
+        current = scripts.get_script(session=session, tenant=tenant, script_id=script.script_id)
+        if current.updated_at != script.updated_at:
+            raise StaleUpdate(
+                f"the script {current.name!r} was changed by someone else while you were editing; "
+                "nothing was saved: open the integration again and make your changes again",
+                field="version",
+            )
+
 
 def _script_row(script: Script) -> ScriptRow:
     return ScriptRow(script=scripts.to_public(script), updated_at=script.updated_at)
+
+
+def _draft_of(script: Script) -> ScriptDraft:
+    """A saved script as a draft (the form the editor and the scripts service take)."""
+    return ScriptDraft(
+        name=script.name,
+        url_template=script.url_template,
+        when=ScriptWhen(script.when),
+        auto_open=script.auto_open,
+        ddi_filter=script.ddi_filter,
+        integration_id=script.integration_id,
+    )

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header
 
 from core.errors import NotFound, StaleUpdate
+from core.presets import Preset
 from core.services.scripts import ScriptDraft
 from tui.backend import IntegrationRow, ScriptContext, ScriptRow, Status
 from tui.messages import ConfigurationChanged, ReportsFailures, ShowIntegration, WorkFailed
@@ -28,8 +29,10 @@ from tui.screens.home import HomePane
 from tui.screens.overview import OverviewPane
 from tui.screens.script_editor import ScriptEditor
 from tui.screens.test_call import TestCallPane
+from tui.screens.wizard import WizardScreen
 from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import ActionsPane, IntegrationsPane, PlacesPane, Sidebar
+from tui.wizard_state import WizardState
 
 if TYPE_CHECKING:
     from tui.app import SwitchboardApp
@@ -243,7 +246,39 @@ class MainScreen(ReportsFailures, Screen[None]):
 
     def action_add_integration(self, _unlisted: bool = False) -> None:
         """Open the wizard."""
-        self.notify("The wizard is not available yet.", severity="warning")
+        self.open_wizard(None)
+
+    # --- the wizard ------------------------------------------------------------------------------------------
+
+    @dataclass
+    class WizardReady(Message):
+        """The presets (and, when editing, the integration's state) arrived."""
+
+        presets: dict[str, Preset]
+        state: WizardState | None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="open-wizard")
+    def open_wizard(self, integration_id: int | None) -> None:
+        """Read the presets (and the integration to edit), then open the wizard."""
+        app = self.switchboard
+        presets = app.backend.presets()
+        state = None if integration_id is None else app.backend.wizard_for_edit(app.require_identity(), integration_id)
+        self.post_message(self.WizardReady(presets, state))
+
+    def on_main_screen_wizard_ready(self, message: WizardReady) -> None:
+        """Open the wizard; afterwards show what it saved."""
+        editing = message.state is not None
+
+        def done(integration_id: int | None) -> None:
+            if integration_id is None:
+                return
+            self.notify("Saved." if editing else "The integration was added.", title="Integration")
+            self.show_integration(integration_id)
+            self.load_rows()
+            if not editing:
+                self.overview.start_sync(first=True)
+
+        self.app.push_screen(WizardScreen(message.presets, message.state), done)
 
     def action_add_script(self, _unlisted: bool = False) -> None:
         """Open the script editor: for the integration on show, else for every call (the admin may change it)."""
@@ -354,7 +389,8 @@ class MainScreen(ReportsFailures, Screen[None]):
 
     def action_edit(self) -> None:
         """Edit the integration on show (the wizard's steps 2-4, filled in)."""
-        self.notify("Editing is not available yet.", severity="warning")
+        if self.overview.integration_id is not None:
+            self.open_wizard(self.overview.integration_id)
 
     def action_disable(self) -> None:
         """Disable the integration on show."""

@@ -147,6 +147,18 @@ class OverviewPane(ReportsFailures, Vertical):
 
     # --- actions -------------------------------------------------------------------------------------------
 
+    def start_sync(self, *, first: bool = False) -> None:
+        """Sync now (the first sync right after the wizard)."""
+        self.notify("Syncing is not available yet.", severity="warning")
+
+    @on(Button.Pressed, "#edit")
+    def _edit(self) -> None:
+        self.screen.action_edit()  # type: ignore[attr-defined]
+
+    @on(Button.Pressed, "#sync-now")
+    def _sync_now(self) -> None:
+        self.start_sync()
+
     @on(Button.Pressed, "#toggle-enabled")
     def toggle_enabled(self) -> None:
         """Disable (matches suppressed, nothing removed) or enable again."""

@@ -1,0 +1,235 @@
+"""Step 2: the preset's settings with their help, secrets masked, checked as you leave each field.
+
+**Test connection** runs in a worker and shows the record count and a sample record, or the CRM's error in
+plain words. The whole form is checked by core (``validate_settings``) before Next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widget import Widget
+from textual.widgets import Button, Input, Select, Static
+
+from core.connector import ConnectionTest
+from core.errors import SwitchboardError
+from core.presets import Preset, Setting, validate_settings
+from tui.messages import ReportsFailures, WorkFailed
+from tui.widgets.fields import FormField
+
+if TYPE_CHECKING:
+    from tui.app import SwitchboardApp
+    from tui.wizard_state import WizardState
+
+KEEP_SECRET = "stored: leave empty to keep it"  # noqa: S105 (a placeholder text, not a password)
+
+
+class SettingValidator(Validator):
+    """Checks one setting with core's own rules and words, as if it were the preset's only setting."""
+
+    def __init__(self, preset: Preset, setting: Setting, *, kept: bool) -> None:
+        super().__init__()
+        self.alone = preset.model_copy(update={"settings": (setting,)})
+        self.setting = setting
+        self.kept = kept
+
+    def validate(self, value: str) -> ValidationResult:
+        """Core's verdict on this one value."""
+        if self.kept and not value:
+            return self.success()
+        try:
+            validate_settings(self.alone, {self.setting.name: value})
+        except SwitchboardError as exc:
+            return self.failure(exc.message)
+        return self.success()
+
+
+def sample_table(test: ConnectionTest, preset: Preset) -> Table:
+    """The sample record's fields, labelled as the preset labels them."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    sample = test.sample
+    if sample is None:
+        return table
+    labels = preset.fields
+    for name, value in sample.fields.items():
+        table.add_row(labels.get(name, name), value or Text("(empty)", style="dim"))
+    for label, number in sample.phones:
+        table.add_row(label, number)
+    return table
+
+
+def test_summary(test: ConnectionTest) -> Text:
+    """``Connected: 1,234 records (contacts, companies).``"""
+    kinds = f" ({', '.join(test.object_types)})" if test.object_types else ""
+    if test.count is None:
+        text = f"Connected. The CRM does not say how many records it holds{kinds}."
+    else:
+        text = f"Connected: {test.count:,} record{'s' if test.count != 1 else ''}{kinds}."
+    if test.sample is None:
+        text += " It has no records yet, so there is no sample to show."
+    else:
+        text += " A sample record:"
+    return Text(text, style="green")
+
+
+class ConfigStep(ReportsFailures, VerticalScroll):
+    """One field per setting, the connection test below them."""
+
+    @dataclass
+    class Tested(Message):
+        """The connection test succeeded."""
+
+        test: ConnectionTest
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.preset: Preset | None = None
+        self.kept: frozenset[str] = frozenset()
+
+    @property
+    def switchboard(self) -> SwitchboardApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    async def build(self, state: WizardState) -> None:
+        """Lay the form out for the state's preset, filled with what was typed before."""
+        preset = state.preset
+        assert preset is not None
+        self.preset = preset
+        self.kept = state.kept_secrets
+        await self.remove_children()
+        widgets: list[Widget] = [
+            Static(f"Connect {preset.name}: {preset.description}", id="config-intro", markup=False)
+        ]
+        widgets += [self._field(setting, state.settings.get(setting.name, "")) for setting in preset.settings]
+        widgets.append(
+            Horizontal(
+                Button("Test connection", id="test-connection", variant="primary"),
+                Static("", id="test-status", markup=False),
+                id="test-row",
+            )
+        )
+        widgets.append(Static("", id="test-sample"))
+        await self.mount_all(widgets)
+        if state.test is not None:
+            self.show_test(state.test)
+
+    def _field(self, setting: Setting, value: str) -> FormField:
+        kept = setting.secret and setting.name in self.kept
+        label = setting.label + ("" if setting.required or kept else " (optional)")
+        control: Widget
+        if setting.kind == "choice":
+            options = [(choice, choice) for choice in setting.choices]
+            initial = value or setting.default or Select.BLANK
+            control = Select(options, value=initial, allow_blank=not setting.required, id=f"setting-{setting.name}")
+        else:
+            assert self.preset is not None
+            placeholder = KEEP_SECRET if kept else (setting.placeholder or setting.default or "")
+            control = Input(
+                value,
+                placeholder=placeholder,
+                password=setting.secret,
+                validators=[SettingValidator(self.preset, setting, kept=kept)],
+                validate_on=["blur", "submitted"],
+                id=f"setting-{setting.name}",
+            )
+        return FormField(label, control, help=setting.help, id=f"field-setting-{setting.name}")
+
+    def values(self) -> dict[str, str]:
+        """What is typed, by setting name (empty choices and fields left out)."""
+        result: dict[str, str] = {}
+        for setting in self.preset.settings if self.preset else ():
+            control = self.query_one(f"#setting-{setting.name}")
+            if isinstance(control, Select):
+                value = "" if control.value is Select.BLANK else str(control.value)
+            else:
+                assert isinstance(control, Input)
+                value = control.value.strip()
+            if value:
+                result[setting.name] = value
+        return result
+
+    def check(self) -> bool:
+        """Check every field with core; show the first problem at its field."""
+        if self.preset is None:
+            return False
+        fields_ok = all(field.check() for field in self.query(FormField))
+        if not fields_ok:
+            return False
+        values = self.values()
+        try:
+            validate_settings(self._without_kept(values), values)
+        except SwitchboardError as exc:
+            self.show_field_error(exc)
+            return False
+        return True
+
+    def _without_kept(self, values: dict[str, str]) -> Preset:
+        """The preset without the stored secrets left empty (they keep their value in the database)."""
+        assert self.preset is not None
+        keep = [s for s in self.preset.settings if not (s.name in self.kept and not values.get(s.name))]
+        return self.preset.model_copy(update={"settings": tuple(keep)})
+
+    def show_field_error(self, error: SwitchboardError) -> bool:
+        """Put an error at its setting's field; False when it names no setting here."""
+        fields = self.query(f"#field-setting-{error.field}")
+        if not error.field or not fields:
+            return False
+        field = fields.first(FormField)
+        field.show_error(error.message)
+        field.control.focus()
+        return True
+
+    # --- connection test -------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#test-connection")
+    def start_test(self) -> None:
+        """Check the form, then ask the CRM for its first page."""
+        if not self.check():
+            return
+        self.query_one("#test-connection", Button).disabled = True
+        self.query_one("#test-status", Static).update(Text("Asking the CRM…", style="italic"))
+        self.query_one("#test-sample", Static).update("")
+        state = self.screen.state  # type: ignore[attr-defined]
+        self.run_test(self.values(), state.editing, state.oauth_state)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="test-connection")
+    def run_test(self, values: dict[str, str], integration_id: int | None, oauth_state: str | None) -> None:
+        """The connection test, in a thread (it talks to the CRM)."""
+        assert self.preset is not None
+        app = self.switchboard
+        test = app.backend.test_connection(
+            app.require_identity(), self.preset.key, values, integration_id=integration_id, oauth_state=oauth_state
+        )
+        self.post_message(self.Tested(test))
+
+    def on_config_step_tested(self, message: Tested) -> None:
+        """Show the count and the sample (the wizard keeps the sample for the next steps)."""
+        self.query_one("#test-connection", Button).disabled = False
+        self.show_test(message.test)
+
+    def show_test(self, test: ConnectionTest) -> None:
+        """The test's outcome: count and sample record."""
+        assert self.preset is not None
+        self.query_one("#test-status", Static).update(test_summary(test))
+        self.query_one("#test-sample", Static).update(sample_table(test, self.preset))
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        """The CRM's refusal in plain words, next to the button (and at the field it concerns)."""
+        if message.group != "test-connection":
+            return
+        message.stop()
+        self.query_one("#test-connection", Button).disabled = False
+        if isinstance(message.error, SwitchboardError):
+            self.show_field_error(message.error)
+        self.query_one("#test-status", Static).update(Text(f"{message.title}: {message.text}", style="red"))
+        self.query_one("#test-sample", Static).update("")
