@@ -1,12 +1,21 @@
-"""The SSH server's settings: where it listens, its limits and how it starts the per-session TUI child."""
+"""The SSH server's settings: where it listens, its limits and how it starts the per-session TUI child.
+
+``switchboard serve`` sets the address, the idle timeout and the session caps (``ServeOptions``). Two more
+knobs come from the environment: ``SWITCHBOARD_SSH_POOL_SIZE`` (children kept started, default 2; 0 starts
+each on demand) and ``SWITCHBOARD_SSH_SPAWNER`` (``fork``, the default: children forked from a helper that
+imported the app once; ``exec``: a fresh interpreter per child).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 
 HOST_KEY_NAME = "ssh_host_ed25519_key"
@@ -97,9 +106,11 @@ class SshConfig:
         return self.host_key_path or settings.data_dir / HOST_KEY_NAME
 
     @classmethod
-    def from_options(cls, settings: Settings, options: Any) -> SshConfig:
-        """The configuration for ``switchboard serve``: its ``ServeOptions`` plus the real TUI child."""
+    def from_options(cls, settings: Settings, options: Any, environ: Mapping[str, str] = os.environ) -> SshConfig:
+        """The configuration for ``switchboard serve``: its ``ServeOptions``, the environment's knobs, the real TUI."""
         return cls(
+            pool_size=_pool_size(environ.get("SWITCHBOARD_SSH_POOL_SIZE", "2")),
+            spawner=_spawner(environ.get("SWITCHBOARD_SSH_SPAWNER", "fork")),
             host=str(getattr(options, "ssh_host", cls.host)),
             port=int(getattr(options, "ssh_port", cls.port)),
             idle_timeout=float(getattr(options, "ssh_idle_timeout", cls.idle_timeout)),
@@ -107,3 +118,24 @@ class SshConfig:
             max_sessions_per_user=int(getattr(options, "ssh_max_sessions_per_user", cls.max_sessions_per_user)),
             child=tui_command(settings),
         )
+
+
+def _pool_size(value: str) -> int:
+    if not value.strip().isdigit() or not 0 <= int(value) <= 64:
+        raise ConfigurationError(
+            f"{value!r} is not a pool size: use a whole number from 0 to 64 (children kept started for new sessions)",
+            field="ssh_pool_size",
+        )
+    return int(value)
+
+
+def _spawner(value: str) -> Literal["fork", "exec"]:
+    choice = value.strip().lower()
+    if choice == "fork":
+        return "fork"
+    if choice == "exec":
+        return "exec"
+    raise ConfigurationError(
+        f"{value!r} is not a way to start sessions: use fork (fast, the default) or exec (a fresh interpreter each)",
+        field="ssh_spawner",
+    )

@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 
 IDENTITY_FD = "{identity_fd}"
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _MAX_MESSAGE = 1 << 16
 
 Entry = Callable[[list[str]], Any]
@@ -51,6 +52,12 @@ def die_with_parent(parent_pid: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def set_process_name(name: str) -> None:
+    """The short name ``ps -o comm`` and ``top`` show (at most 15 bytes)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
 
 
 def load_entry(name: str) -> Entry:
@@ -148,6 +155,7 @@ class ForkServer:
             os.close(self.wake_w)
             attach_terminal(slave)
             die_with_parent(zygote)
+            set_process_name("sb-session")
             reset_stdio()
             code = run_entry(self.entry, args)
         except BaseException:
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     """The helper process: ``CTRL_FD PARENT_PID SPEC`` where SPEC is ``{"entry": ..., "preload": [...]}``."""
     ctrl_fd, parent_pid, spec = (argv if argv is not None else sys.argv[1:])[:3]
     die_with_parent(int(parent_pid))
+    set_process_name("sb-forkserver")
     sock = socket.socket(fileno=int(ctrl_fd))
     sock.set_inheritable(False)
     config = json.loads(spec)

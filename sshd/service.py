@@ -72,6 +72,8 @@ class SshService:
 
     async def start(self) -> None:
         """Load (or make) the host key, start the child pool and listen."""
+        if self.runtime.settings.log_level != "DEBUG":  # asyncssh narrates every packet exchange at INFO
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)
         key = load_or_create_host_key(self.config.key_path(self.runtime.settings))
         self.host_key_fingerprint = fingerprint(key)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sshd-db")

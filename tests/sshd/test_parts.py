@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 from sshd.config import IDENTITY_FD, ChildCommand, SshConfig, tui_command
 from sshd.hostkey import fingerprint, load_or_create_host_key
@@ -171,7 +172,7 @@ def test_create_service_reads_the_serve_options(tmp_path: Path) -> None:
     runtime = open_runtime(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
     try:
         options = ServeOptions(ssh_host="127.0.0.1", ssh_port=2022, ssh_idle_timeout=60.0, ssh_max_sessions=5)
-        service = create_service(runtime, options)
+        service = create_service(runtime, options)  # the pool knobs: see the next test
         assert isinstance(service, SshService)
         assert service.name == "ssh"
         assert service.config == SshConfig(
@@ -193,3 +194,17 @@ async def test_describe_names_the_fingerprint_and_the_command(ssh_server: SshSer
         f"ssh: connect with: ssh -p {ssh_server.port} USERNAME@127.0.0.1",
     ]
     assert ssh_server.port != 0
+
+
+def test_pool_size_and_spawner_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    config = SshConfig.from_options(
+        settings, object(), {"SWITCHBOARD_SSH_POOL_SIZE": "0", "SWITCHBOARD_SSH_SPAWNER": "exec"}
+    )
+    assert (config.pool_size, config.spawner, config.port) == (0, "exec", 2222)
+    assert SshConfig.from_options(settings, object(), {}).pool_size == 2
+    with pytest.raises(ConfigurationError, match="pool size") as bad:
+        SshConfig.from_options(settings, object(), {"SWITCHBOARD_SSH_POOL_SIZE": "lots"})
+    assert bad.value.field == "ssh_pool_size"
+    with pytest.raises(ConfigurationError, match=r"fork .* or exec"):
+        SshConfig.from_options(settings, object(), {"SWITCHBOARD_SSH_SPAWNER": "thread"})
