@@ -35,6 +35,7 @@ from core.lookup import LookupResult, Lookups
 from core.matching import CallInput
 from core.runtime import Runtime
 from core.shim.metrics import MetricsMiddleware, ShimMetrics
+from core.shim.oauth import create_oauth_router
 
 log = logging.getLogger(__name__)
 
@@ -459,5 +460,6 @@ def create_app(runtime: Runtime, *, lookups: Lookups | None = None, inline: bool
     _add_error_handlers(app)
     _add_lookup_routes(app, shim)
     _add_operations_routes(app, shim, engine)
+    app.include_router(create_oauth_router(runtime))
     _install_openapi(app)
     return app
