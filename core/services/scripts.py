@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from core.errors import InvalidInput, NotFound, PhoneNumberError, SwitchboardError
+from core.errors import InvalidInput, NotFound, PhoneNumberError, StaleUpdate, SwitchboardError
 from core.models import CachedRecord, Integration, Script, ScriptPublic, ScriptWhen, Tenant, utcnow
 from core.numbers import normalize
 from core.presets.loader import get_preset
@@ -258,9 +258,27 @@ def create_script(*, session: Session, actor: Actor, tenant: Tenant, draft: Scri
     return script
 
 
-def update_script(*, session: Session, actor: Actor, tenant: Tenant, script_id: int, draft: ScriptDraft) -> Script:
-    """Replace a script's settings with the draft's; moving it to another integration puts it last there."""
+def update_script(
+    *,
+    session: Session,
+    actor: Actor,
+    tenant: Tenant,
+    script_id: int,
+    draft: ScriptDraft,
+    expected_updated_at: datetime | None = None,
+) -> Script:
+    """Replace a script's settings with the draft's; moving it to another integration puts it last there.
+
+    With ``expected_updated_at`` (the ``updated_at`` the editor loaded), a script saved by someone else since
+    is refused with :class:`~core.errors.StaleUpdate`.
+    """
     script = get_script(session=session, tenant=tenant, script_id=script_id)
+    if expected_updated_at is not None and script.updated_at != expected_updated_at:
+        raise StaleUpdate(
+            f"the script {script.name!r} was changed by someone else after you opened it; "
+            "open it again and make your change again",
+            field="version",
+        )
     values = check_draft(session=session, tenant=tenant, draft=draft)
     if values["integration_id"] != script.integration_id:
         scope = _scope(session, tenant, values["integration_id"])

@@ -1,0 +1,82 @@
+"""``HttpService`` on the serve loop, and ``switchboard lookup`` giving the shim's answer at the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+
+from core.cli import main
+from core.errors import ConfigurationError
+from core.runtime import Runtime
+from core.serve import ServeOptions
+from core.shim.service import HttpService
+from tests.shim.conftest import ServerThread, World
+
+
+async def test_starts_on_the_running_loop_describes_itself_and_stops_cleanly(runtime: Runtime) -> None:
+    threads_before = set(threading.enumerate())
+    service = HttpService(runtime, ServeOptions(http_port=0))
+    await service.start()
+    try:
+        assert service.port > 0
+        lines = service.describe()
+        assert lines[0].startswith(f"HTTP lookup shim: http://127.0.0.1:{service.port}")
+        assert "curl -H 'Authorization: Bearer <token>'" in lines[1]
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await service.stop()
+    await asyncio.sleep(0)
+    assert set(threading.enumerate()) <= threads_before
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            await client.get("/healthz")
+
+
+async def test_a_busy_port_is_a_clear_error(runtime: Runtime) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = HttpService(runtime, ServeOptions(http_port=port))
+        with pytest.raises(ConfigurationError) as info:
+            await service.start()
+    assert info.value.field == "http_port" and str(port) in info.value.message
+    await service.stop()  # nothing was started: nothing to stop
+
+
+def test_cli_lookup_prints_the_shims_answer(
+    shim: ServerThread, world: World, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--data-dir", str(tmp_path / "cli"), "--database-url", engine.url.render_as_string(hide_password=False)]
+    main([*base, "lookup", "--tenant", "acme", "+31 20 123 4567", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    with httpx.Client(base_url=shim.url) as client:
+        served = client.get(
+            "/v1/lookup", params={"number": "+31 20 123 4567"}, headers={"Authorization": f"Bearer {world.acme_token}"}
+        ).json()
+    assert printed == served
+    main([*base, "lookup", "--tenant", "acme", "0201234567"])
+    text = capsys.readouterr().out
+    assert "exact match in HubSpot (hubspot), record acme-1" in text
+    assert "Jan Jansen" in text and "script Open in CRM (opens by itself): https://acme.example.com/1" in text
+    main([*base, "lookup", "--tenant", "acme", "0207654321", "--ddi", "020 765 0000"])
+    assert "no match" in capsys.readouterr().out
+
+
+def test_cli_lookup_errors_exit_2(
+    world: World, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--data-dir", str(tmp_path / "cli"), "--database-url", engine.url.render_as_string(hide_password=False)]
+    for args in (["--tenant", "nosuch", "0201234567"], ["--tenant", "acme", "not a number"]):
+        with pytest.raises(SystemExit) as info:
+            main([*base, "lookup", *args])
+        assert info.value.code == 2
+        assert capsys.readouterr().err.startswith("error: ")
