@@ -598,6 +598,7 @@ async def sync_integration(
             await asyncio.to_thread(_finish, engine, start, integration_id, writer.counts, options, fence)
         except BaseException as exc:
             await pipeline.abandon()
+            writer.counts.records = len(pipeline.seen)  # what was fetched before it failed
             await asyncio.shield(asyncio.to_thread(_fail, engine, start, integration_id, writer.counts,
                                                    describe_failure(exc)))  # fmt: skip
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
