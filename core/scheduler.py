@@ -92,8 +92,9 @@ def _instant(wall: datetime, tz: tzinfo) -> datetime:
 def next_run(schedule: str, after: datetime, tz: str | tzinfo) -> datetime:
     """The first slot of the cron ``schedule`` strictly after ``after`` (aware), in ``tz``'s wall-clock time.
 
-    Returns an aware datetime in ``tz``. Skipped slots (spring forward) run at the end of the jump, repeated
-    slots (fall back) run once, the first time.
+    Returns the moment in UTC (comparing datetimes of a zone inside a repeated hour with datetimes of another
+    zone gives wrong answers in Python, see PEP 495). Skipped slots (spring forward) run at the end of the
+    jump; repeated slots (fall back) run once, the first time.
     """
     if after.tzinfo is None:
         raise ValueError("next_run needs an aware datetime")
@@ -101,7 +102,7 @@ def next_run(schedule: str, after: datetime, tz: str | tzinfo) -> datetime:
     local = after.astimezone(where)
     candidates = croniter(schedule, local.replace(tzinfo=None))
     for _ in range(_MAX_CANDIDATES):
-        moment = _instant(candidates.get_next(datetime), where)
+        moment = _instant(candidates.get_next(datetime), where).astimezone(UTC)
         if moment > after:
             return moment
     raise ValueError(f"the schedule {schedule!r} has no slot after {after.isoformat()}")
@@ -260,7 +261,7 @@ def _ensure_rows(connection: Connection, rows: list[_Row], now: datetime) -> lis
 def _next(row: _Row, now: datetime) -> datetime | None:
     """The row's next slot after ``now`` in UTC; None (never) if the schedule cannot be read."""
     try:
-        return next_run(row.schedule, now, row.timezone).astimezone(UTC)
+        return next_run(row.schedule, now, row.timezone)
     except (ValueError, KeyError) as exc:
         log.warning("integration %s has an unusable schedule %r: %s", row.integration_id, row.schedule, exc)
         return None

@@ -7,9 +7,9 @@ server's key, the preset's default notification fields and screen-pop scripts ad
 (:func:`core.services.sync.sync_now`). :func:`connect_integration` does all of it in that order and writes
 nothing unless the connection test succeeds.
 
-Secrets: the secret settings and the OAuth tokens the connector obtains are kept together in the
-integration's sealed ``secrets``; tokens under the key ``token:<name>`` so that they can never be mistaken for
-a setting of the same name.
+Secrets: the secret settings are sealed in the integration's ``secrets``; OAuth tokens (from a sign-in, a
+client-credentials grant during the connection test, or a renewal during a sync) are kept apart by
+:mod:`core.services.oauth` (``read_tokens``, ``store_tokens``, ``token_saver``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.connector import ConnectionTest, Connector, FetchedRecord, build_connector
@@ -31,12 +28,9 @@ from core.models import Integration, IntegrationPublic, SyncRunPublic, Tenant
 from core.presets import Preset, get_preset, validate_settings
 from core.runtime import Runtime
 from core.security import SecretBox
-from core.services import integrations, scripts
+from core.services import integrations, oauth, scripts
 from core.services.audit import Actor
 from core.sync import ProgressCallback
-
-TOKEN_PREFIX = "token:"  # noqa: S105 (a key prefix, not a secret)
-
 
 # --- values --------------------------------------------------------------------------------------------------
 
@@ -55,27 +49,9 @@ def split_values(preset: Preset, values: Mapping[str, str]) -> tuple[dict[str, s
 
 
 def stored_values(*, integration: Integration, box: SecretBox) -> tuple[dict[str, str], dict[str, str]]:
-    """An integration's settings with its secrets opened, and its stored OAuth tokens: for the connector only."""
-    sealed = box.open(integration.secrets)
-    tokens = {k.removeprefix(TOKEN_PREFIX): v for k, v in sealed.items() if k.startswith(TOKEN_PREFIX)}
-    values = {**integration.settings, **{k: v for k, v in sealed.items() if not k.startswith(TOKEN_PREFIX)}}
-    return values, tokens
-
-
-def store_tokens(*, engine: Engine, box: SecretBox, integration_id: int, tokens: Mapping[str, str]) -> None:
-    """Keep tokens the connector renewed, sealed with the other secrets.
-
-    Not an admin's change: neither audited nor counted as a new version (so an admin editing the integration
-    meanwhile is not told that someone else changed it).
-    """
-    table = Integration.__table__  # type: ignore[attr-defined]
-    with engine.begin() as connection:
-        sealed = connection.execute(sa.select(table.c.secrets).where(table.c.id == integration_id)).scalar()
-        if sealed is None:
-            return
-        values = box.open(sealed)
-        values.update({TOKEN_PREFIX + k: v for k, v in tokens.items() if v})
-        connection.execute(sa.update(table).where(table.c.id == integration_id).values(secrets=box.seal(values)))
+    """An integration's settings with its secrets opened, and its OAuth tokens: for the connector only."""
+    values = {**integration.settings, **box.open(integration.secrets)}
+    return values, oauth.read_tokens(integration=integration, box=box)
 
 
 # --- the connector -----------------------------------------------------------------------------------------
@@ -91,12 +67,8 @@ def open_connector(
             raise NotFound(f"there is no integration {integration_id}", field="integration")
         preset = get_preset(integration.preset)
         values, tokens = stored_values(integration=integration, box=runtime.box)
-    on_tokens = partial(_store, runtime.engine, runtime.box, integration_id)
+        on_tokens = oauth.token_saver(engine=runtime.engine, box=runtime.box, integration=integration)
     return build_connector(preset, values, tokens=tokens or None, on_tokens=on_tokens, transport=transport)
-
-
-def _store(engine: Engine, box: SecretBox, integration_id: int, tokens: dict[str, str]) -> None:
-    store_tokens(engine=engine, box=box, integration_id=integration_id, tokens=tokens)
 
 
 @dataclass(frozen=True)
@@ -146,7 +118,6 @@ def add_integration(
 ) -> Integration:
     """Store an integration of ``preset`` with the preset's notification fields and default scripts (audited)."""
     settings, secrets = split_values(preset, check_values(preset, values))
-    secrets.update({TOKEN_PREFIX + k: v for k, v in (tokens or {}).items() if v})
     integration = integrations.create_integration(
         session=session,
         actor=actor,
@@ -159,6 +130,8 @@ def add_integration(
         schedule=schedule,
         notification=[{"field": n.field, "label": n.label} for n in preset.default_notification],
     )
+    if tokens and any(tokens.get(name) for name in ("access_token", "refresh_token")):
+        oauth.store_tokens(session=session, box=box, integration=integration, tokens=tokens)
     for default in preset.default_scripts:
         draft = scripts.ScriptDraft(
             name=default.name,
