@@ -290,16 +290,13 @@ async def complete_authorization(
     ``SwitchboardError`` in the admin's terms for an unknown, malformed, expired or already used state (nothing
     is changed) and for a refusal or a failed exchange (the sign-in is then marked failed, with the reason, for
     the wizard). Commits its own steps: the sign-in is claimed before the CRM is asked, so that it is used only
-    once even if the answer arrives twice, on any node. The database work runs in a worker thread.
+    once even if the answer arrives twice, on any node. The database work and the exchange run in worker
+    threads, so the caller's event loop (the shim's, which answers lookups) is never held up.
     """
     claim = await asyncio.to_thread(_claim, session, box, state, code, error, error_description)
     assert code is not None  # _claim refused an answer without a code
-    try:  # the row was found by the state's digest: that lookup is the state check
-        tokens = await exchange_code(
-            claim.preset, claim.settings, code=code, state=state, expected_state=state,
-            redirect_uri=claim.redirect_uri, code_verifier=claim.code_verifier, transport=transport,
-            timeouts=EXCHANGE_TIMEOUTS, retry=EXCHANGE_RETRY,
-        )  # fmt: skip
+    try:
+        tokens = await asyncio.to_thread(_exchange, claim, state, code, transport)
     except SwitchboardError as exc:
         message = _sentence(exc.message) + " " + START_AGAIN
         await asyncio.to_thread(_finish_failed, session, claim, message)
@@ -314,6 +311,22 @@ async def complete_authorization(
         raise ConnectorError(message) from None
     await asyncio.to_thread(_finish_completed, session, box, claim, tokens)
     return CompletedAuthorization(crm=claim.preset.name, preset=claim.preset.key, tenant_id=claim.tenant_id)
+
+
+def _exchange(claim: _Claim, state: str, code: str, transport: httpx.AsyncBaseTransport | None) -> dict[str, str]:
+    """Trade the code for tokens on an event loop of its own, in a worker thread.
+
+    Setting up the HTTP client (loading the CA certificates) takes tens of milliseconds of CPU; on the shim's
+    loop that would hold up every lookup meanwhile. The row was found by the state's digest: that lookup is
+    the state check, so ``exchange_code``'s own comparison is a formality here.
+    """
+    return asyncio.run(
+        exchange_code(
+            claim.preset, claim.settings, code=code, state=state, expected_state=state,
+            redirect_uri=claim.redirect_uri, code_verifier=claim.code_verifier, transport=transport,
+            timeouts=EXCHANGE_TIMEOUTS, retry=EXCHANGE_RETRY,
+        )
+    )  # fmt: skip
 
 
 def _claim(
