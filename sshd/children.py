@@ -222,7 +222,7 @@ class ExecSpawner:
         for proc in self._procs.values():
             with contextlib.suppress(OSError):
                 proc.kill()
-            await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+            await _wait_process(proc)
         self._procs.clear()
 
 
@@ -294,13 +294,19 @@ class ForkServerSpawner:
         if kind == "ready" and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
         elif kind == "spawned" and self._replies:
-            self._replies.popleft().set_result((int(message["pid"]), fds[0]))
+            reply = self._replies.popleft()
+            if reply.done():  # whoever asked gave up (shutdown): do not leave the child behind
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(fds[0], signal.SIGKILL)
+                os.close(fds[0])
+            else:
+                reply.set_result((int(message["pid"]), fds[0]))
         elif kind == "failed":
             error = ChildError(f"the fork server could not start the app: {message.get('error')}")
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(error)
-            elif self._replies:
-                self._replies.popleft().set_exception(error)
+            elif self._replies and not (reply := self._replies.popleft()).done():
+                reply.set_exception(error)
         elif kind == "exited":
             pid, status = int(message["pid"]), int(message["status"])
             child = self._children.pop(pid, None)
@@ -322,7 +328,9 @@ class ForkServerSpawner:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
         while self._replies:
-            self._replies.popleft().set_exception(error)
+            reply = self._replies.popleft()
+            if not reply.done():
+                reply.set_exception(error)
         if self._proc is not None:
             self._proc.poll()
 

@@ -135,7 +135,10 @@ class SshService:
         for session in list(self._sessions):
             session.end(SHUTDOWN_MESSAGE)
         if self._sessions:
-            await self._sessions_done.wait()
+            try:  # each session ends its app within the grace period; this bound is only a safety net
+                await asyncio.wait_for(self._sessions_done.wait(), self.config.kill_grace + 15.0)
+            except TimeoutError:
+                log.error("%d SSH session(s) did not end in time; closing their connections", len(self._sessions))
         for gate in list(self._connections):
             gate.close(SHUTDOWN_MESSAGE)
         for conn in list(self._connections.values()):

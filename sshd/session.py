@@ -136,13 +136,21 @@ class AdminSession:
 
     async def _serve(self) -> str:
         """Give a child the identity and relay until one side ends; how it ended."""
-        child = self._child = await self._service.pool.acquire()
         cols, rows, pixwidth, pixheight = self._process.get_terminal_size()
+        cols, rows = min(cols, 10_000) or 80, min(rows, 10_000) or 24
         term, colorterm = display_hints(self._process.get_terminal_type(), dict(self._process.env))
-        child.resize(cols or 80, rows or 24, pixwidth, pixheight)
-        child.send_identity(
-            {"user_id": self._who.user_id, "term": term, "colorterm": colorterm, "cols": cols, "rows": rows}
-        )
+        handover = {"user_id": self._who.user_id, "term": term, "colorterm": colorterm, "cols": cols, "rows": rows}
+        for attempt in (1, 2):  # a waiting child may have died just now: then take another
+            child = self._child = await self._service.pool.acquire()
+            child.resize(cols, rows, pixwidth, pixheight)
+            try:
+                child.send_identity(handover)
+                break
+            except ChildError:
+                self._child = None
+                await self._service.pool.release(child)
+                if attempt == 2:
+                    raise
         self._audit(signins.SESSION_START, term=term, pid=child.pid)
         return await self._relay(child)
 
