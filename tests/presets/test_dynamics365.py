@@ -6,12 +6,22 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import RetryPolicy, build_connector, get_preset, validate_settings
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import Fault, serve
 from tests.crm.dynamics365 import DynamicsEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID, SECRET = "51f81489-12ee-4a9e-aaae-a2591f45987d", "Qx8Q~dynamics.client-secret"
@@ -131,3 +141,24 @@ def test_defaults_follow_the_tenant_and_the_environment() -> None:
     assert values["api_base_url"] == "https://contoso.crm4.dynamics.com/api/data/v9.2"
     assert preset.secret_settings == {"client_secret"}
     assert all(s.help for s in preset.settings)
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people = make_people(90, seed=35)
+    companies = [restrict(c, ("work", "fax")) for c in make_people(15, seed=36, companies=True)]
+    crm = DynamicsEmulator(tenant=TENANT, client_id=CLIENT_ID, client_secret=SECRET,
+                           contacts=[contact(p) for p in people] + [contact(p, statecode=1) for p in people[:3]],
+                           accounts=[account(c) for c in companies])  # fmt: skip
+    expected = {f"contacts:{row['contactid']}": p for row, p in zip(crm.tables["contacts"], people, strict=False)}
+    expected |= {f"accounts:{row['accountid']}": c for row, c in zip(crm.tables["accounts"], companies, strict=True)}
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="dynamics365", values=settings(url),
+                                        expected=expected, kinds=ALL_KINDS)  # fmt: skip
+    first_id = crm.tables["contacts"][0]["contactid"]
+    answer = synced.answers[f"contacts:{first_id}"]
+    assert answer["notification"][:3] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Company", "value": "Bäckerei Groß GmbH"},
+        {"label": "Owner", "value": "Ærøskøbing Admin"},
+    ]
+    assert answer["scripts"][0]["url"] == f"{url}/main.aspx?pagetype=entityrecord&etn=contact&id={first_id}"

@@ -8,12 +8,22 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlmodel import Session
 
 from core.connector import authorization_url, build_connector, exchange_code, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import Fault, serve
 from tests.crm.exact_online import ExactOnlineEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 CLIENT_ID, SECRET = "6c1a4a8e-0b7a-4f3b-9a61-2f5e0c0d8a11", "Xq9!exact-secret"
 DIVISION = 115673
@@ -38,10 +48,12 @@ def contact(person: Person, account_row: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def division_data(page_size: int = 100) -> tuple[ExactOnlineEmulator, dict[str, Person]]:
+def division_data(
+    page_size: int = 100, *, contacts: int = 250, accounts: int = 60
+) -> tuple[ExactOnlineEmulator, dict[str, Person]]:
     firms = [dataclasses.replace(c, phones=tuple(p for p in c.phones if p.kind in ("work", "fax")))
-             for c in make_people(60, seed=61, companies=True)]  # fmt: skip
-    people = make_people(250, seed=62)
+             for c in make_people(accounts, seed=61, companies=True)]  # fmt: skip
+    people = make_people(contacts, seed=62)
     crm = ExactOnlineEmulator(client_id=CLIENT_ID, client_secret=SECRET, division=DIVISION, page_size=page_size,
                               accounts=[account(c) for c in firms])  # fmt: skip
     accounts = crm.entities["Accounts"]
@@ -138,3 +150,21 @@ def test_country_fills_in_the_address() -> None:
                                 redirect_uri=REDIRECT)  # fmt: skip
     assert request.url.startswith("https://start.exactonline.de/api/oauth2/auth?")
     assert all(s.help for s in preset.settings)
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    crm, expected = division_data(page_size=60, contacts=90, accounts=15)
+    with serve(crm.app) as url:
+        tokens = await sign_in(url)
+        synced = await sync_and_look_up(runtime, session, preset="exact-online", values=settings(url),
+                                        expected=expected, kinds=ALL_KINDS, tokens=tokens)  # fmt: skip
+    account_id = crm.entities["Accounts"][0]["ID"]
+    answer = synced.answers[f"contacts:{crm.entities['Contacts'][0]['ID']}"]
+    assert answer["notification"][:3] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Account", "value": "Bäckerei Groß GmbH 0"},
+        {"label": "Account code", "value": "1000"},
+    ]
+    assert answer["scripts"][0]["url"] == (
+        f"https://start.exactonline.be/docs/CRMAccountCard.aspx?_Division_={DIVISION}&AccountID=%7b{account_id}%7d"
+    )

@@ -6,12 +6,14 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import serve
 from tests.crm.freshsales import FreshsalesEmulator
-from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people, sync_and_look_up
 
 API_KEY = "sfg999666t673t7t82"
 ALL_KINDS = ("work", "mobile", "home", "other", "fax")
@@ -95,3 +97,23 @@ async def test_a_wrong_api_key_is_reported_in_freshsales_terms() -> None:
         await fetch_all(build_connector(get_preset("freshsales"), settings(url, api_key="wrongkey123")))
     assert caught.value.status == 401
     assert "API Settings" in caught.value.message and "wrongkey123" not in caught.value.message
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people = make_people(90, seed=43)
+    companies = [dataclasses.replace(c, phones=tuple(p for p in c.phones if p.kind == "work"))
+                 for c in make_people(12, seed=44, companies=True)]  # fmt: skip
+    crm = FreshsalesEmulator(api_key=API_KEY, accounts=[account(c) for c in companies],
+                             contacts=[contact(p, 17_000_000_000 + p.index % 12) for p in people])  # fmt: skip
+    expected = {f"contacts:{row['id']}": p for row, p in zip(crm.resources["contacts"], people, strict=True)}
+    expected |= {f"accounts:{row['id']}": c for row, c in zip(crm.resources["sales_accounts"], companies, strict=True)}
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="freshsales", values=settings(url),
+                                        expected=expected, kinds=ALL_KINDS)  # fmt: skip
+    first_id = crm.resources["contacts"][0]["id"]
+    answer = synced.answers[f"contacts:{first_id}"]
+    assert answer["notification"][:2] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Account", "value": "Bäckerei Groß GmbH 0"},
+    ]
+    assert answer["scripts"][0]["url"] == f"https://acme.myfreshworks.com/crm/sales/contacts/{first_id}"

@@ -6,16 +6,19 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError, InvalidInput
+from core.runtime import Runtime
 from tests.crm import serve
 from tests.crm.salesforce import SalesforceEmulator
-from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people, sync_and_look_up
 
 KEY, SECRET = "3MVG9fTLmJ60pJ5Kq.consumer-key", "C0nsumer-S3cret-98765"
 LEAD_KINDS = ("work", "mobile", "fax")
 ACCOUNT_KINDS = ("work", "fax")
+ALL_KINDS = ("work", "mobile", "home", "other", "fax")
 OWNER = {"Name": "Renée Dubois"}
 
 
@@ -92,7 +95,7 @@ async def test_syncs_contacts_accounts_and_open_leads_through_a_connected_app(
         records, progress = await fetch_all(connector)
 
     found = catalogue(records)
-    checked = check_lookups(found, expected(crm, data), ("work", "mobile", "home", "other", "fax"))
+    checked = check_lookups(found, expected(crm, data), ALL_KINDS)
     assert checked > 500
     assert len(records) == 260 + 40 + 30  # the converted leads stay out
     assert crm.token_requests == 1 and tokens[0]["instance_url"] == url
@@ -184,3 +187,26 @@ def test_settings_are_the_ones_automation_expects() -> None:
     assert all(s.help for s in preset.settings)
     assert preset.object_types == ["contacts", "accounts", "leads"]
     assert preset.default_scripts[0].url == "$(PopUpUri)"
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    data = {
+        "contacts": make_people(90, seed=15),
+        "accounts": [restrict(c, ACCOUNT_KINDS) for c in make_people(15, seed=16, companies=True)],
+        "leads": [restrict(p, LEAD_KINDS) for p in make_people(15, seed=17)],
+        "converted": make_people(3, seed=18),
+    }
+    crm = org(data, client_id=KEY, client_secret=SECRET)
+    kinds = {"contacts": ALL_KINDS, "accounts": ACCOUNT_KINDS, "leads": LEAD_KINDS}
+    with serve(crm.app) as url:
+        values = {"instance_url": url, "client_id": KEY, "client_secret": SECRET}
+        synced = await sync_and_look_up(runtime, session, preset="salesforce", values=values,
+                                        expected=expected(crm, data), kinds=kinds)  # fmt: skip
+    first_id = crm.objects["Contact"][0]["Id"]
+    answer = synced.answers[f"contacts:{first_id}"]
+    assert answer["notification"][:3] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Company", "value": "Bäckerei Groß GmbH"},
+        {"label": "Owner", "value": "Renée Dubois"},
+    ]
+    assert answer["scripts"][0]["url"] == f"{url}/lightning/r/Contact/{first_id}/view"

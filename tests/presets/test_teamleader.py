@@ -7,12 +7,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlmodel import Session
 
 from core.connector import authorization_url, build_connector, exchange_code, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import serve
 from tests.crm.teamleader import TeamleaderEmulator
-from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people, sync_and_look_up
 
 CLIENT_ID, SECRET = "d4edfc96ff1d0814c57f3ed0a72cebc8", "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 REDIRECT = "https://switchboard.example/oauth/callback"
@@ -124,3 +126,22 @@ def test_sign_in_address_and_api_address_default_to_teamleader() -> None:
     assert parse_qs(parts.query)["client_id"] == [CLIENT_ID]
     assert preset.setting("api_base_url").default == "https://api.focus.teamleader.eu"
     assert all(s.help for s in preset.settings)
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people, firms = make_people(90, seed=54), make_people(12, seed=55, companies=True)
+    crm = TeamleaderEmulator(client_id=CLIENT_ID, client_secret=SECRET,
+                             contacts=[contact(p) for p in people], companies=[company(c) for c in firms])  # fmt: skip
+    expected = {f"contacts:{row['id']}": p for row, p in zip(crm.resources["contacts"], people, strict=True)}
+    expected |= {f"companies:{row['id']}": c for row, c in zip(crm.resources["companies"], firms, strict=True)}
+    with serve(crm.app) as url:
+        tokens = await sign_in(crm, url)
+        synced = await sync_and_look_up(runtime, session, preset="teamleader", values=settings(url),
+                                        expected=expected, kinds=ALL_KINDS, tokens=tokens)  # fmt: skip
+    first_id = crm.resources["contacts"][0]["id"]
+    answer = synced.answers[f"contacts:{first_id}"]
+    assert answer["notification"][0] == {"label": "Name", "value": "Jörg Müller"}
+    assert answer["scripts"][0]["url"] == f"https://focus.teamleader.eu/contact_detail.php?id={first_id}"
+    firm_id = crm.resources["companies"][0]["id"]
+    assert synced.answers[f"companies:{firm_id}"]["notification"][1] == {"label": "Company",
+                                                                          "value": "Bäckerei Groß GmbH 0"}  # fmt: skip

@@ -6,12 +6,22 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset, validate_settings
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import Fault, serve
 from tests.crm.zendesk import ZendeskEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 EMAIL, TOKEN = "jörg.admin@example.de", "6wiIBWbGkBMo1mRDMuVwkw1EPsNkeUj95PIz2akv"
 USER_KINDS = ("work", "mobile", "home", "fax")  # a phone identity holds a number, never "n/a"
@@ -104,3 +114,24 @@ def test_the_subdomain_fills_in_the_address() -> None:
     assert values["organization_phone_field"] == "phone"
     assert preset.secret_settings == {"api_token"}
     assert all(s.help for s in preset.settings)
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people = [restrict(p, USER_KINDS) for p in make_people(90, seed=73)]
+    firms = [restrict(c, ("work",)) for c in make_people(12, seed=74, companies=True)]
+    crm = ZendeskEmulator(email=EMAIL, api_token=TOKEN, organizations=[organization(f) for f in firms])
+    org_ids = [o["id"] for o in crm.resources["organizations"]]
+    crm.resources["users"] = [{"id": 35_436_000 + i, **user(p, org_ids[i % len(org_ids)])}
+                              for i, p in enumerate(people)]  # fmt: skip
+    expected = {f"users:{row['id']}": p for row, p in zip(crm.resources["users"], people, strict=True)}
+    expected |= {f"organizations:{row['id']}": f for row, f in zip(crm.resources["organizations"], firms, strict=True)}
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="zendesk", values=settings(url), expected=expected,
+                                        kinds=USER_KINDS)  # fmt: skip
+    first_id = crm.resources["users"][0]["id"]
+    answer = synced.answers[f"users:{first_id}"]
+    assert answer["notification"][:2] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Organization", "value": "Bäckerei Groß GmbH 0"},
+    ]
+    assert answer["scripts"][0]["url"] == f"https://acme.zendesk.com/agent/users/{first_id}"

@@ -6,12 +6,14 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset, validate_settings
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm import serve
 from tests.crm.zoho import ZohoEmulator
-from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people, sync_and_look_up
 
 CLIENT_ID, SECRET, REFRESH = "1000.R2Z0WWOLFVMB34GZ3PZB", "7c2f0c5d1e9a4b8f", "1000.8cb99dxxx.refreshsecret"
 ALL_KINDS = ("work", "mobile", "home", "other", "fax")
@@ -129,3 +131,22 @@ def test_data_centre_fills_in_the_addresses() -> None:
     assert values["web_url"] == "https://crm.zoho.com.au"
     assert preset.secret_settings == {"client_secret", "refresh_token"}
     assert all(s.help for s in preset.settings)
+
+
+async def test_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people = make_people(90, seed=26)
+    companies = [restrict(c, ("work", "fax")) for c in make_people(15, seed=27, companies=True)]
+    crm = ZohoEmulator(client_id=CLIENT_ID, client_secret=SECRET, refresh_token=REFRESH,
+                       contacts=[contact(p) for p in people], accounts=[account(c) for c in companies])  # fmt: skip
+    expected = {f"contacts:{row['id']}": p for row, p in zip(crm.modules["Contacts"], people, strict=True)}
+    expected |= {f"accounts:{row['id']}": c for row, c in zip(crm.modules["Accounts"], companies, strict=True)}
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="zoho", values=settings(url), expected=expected,
+                                        kinds=ALL_KINDS)  # fmt: skip
+    first_id = crm.modules["Contacts"][0]["id"]
+    answer = synced.answers[f"contacts:{first_id}"]
+    assert answer["notification"][:2] == [
+        {"label": "Name", "value": "Jörg Müller"},
+        {"label": "Account", "value": "Bäckerei Groß GmbH"},
+    ]
+    assert answer["scripts"][0]["url"] == f"https://crm.zoho.eu/crm/tab/Contacts/{first_id}"
