@@ -23,12 +23,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -55,6 +54,11 @@ from core.models import ApiToken, CachedNumber, CachedRecord, Integration, Scrip
 from core.security import token_digest
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_MS = 250
+"""How long a lookup waits for a locked SQLite file before answering 503 (it runs on the event loop)."""
 
 EXACT_ROW_LIMIT = 4 * MAX_MATCHES
 """Cached numbers read for an exact match at most (a record may hold the number more than once)."""
@@ -105,6 +109,7 @@ def _state_query(source: sa.FromClause, where: sa.ColumnElement[bool], *extra: s
             _integration.c.id.label("integration_id"),
             _integration.c.version,
             _integration.c.enabled,
+            _integration.c.position,
             *extra,
         )
         .select_from(source.outerjoin(_integration, _integration.c.tenant_id == _tenant.c.id))
@@ -248,13 +253,13 @@ def _utc(value: Any) -> datetime | None:
 
 
 # state rows: tenant id, slug, country, timezone, partial digits, scripts, scripts changed, integration id,
-# integration version, enabled[, token id, token last used]
+# integration version, enabled, position[, token id, token last used]
 _SLUG, _COUNTRY, _ZONE, _DIGITS, _INTEGRATION = 1, 2, 3, 4, 7
 
 
 def _fingerprint(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
     """What, when it changes, means the tenant's lookup configuration must be read again."""
-    integrations = tuple((row[7], row[8], bool(row[9])) for row in rows if row[_INTEGRATION] is not None)
+    integrations = tuple((row[7], row[8], bool(row[9]), row[10]) for row in rows if row[_INTEGRATION] is not None)
     return (*rows[0][1:7], integrations)
 
 
@@ -358,6 +363,8 @@ class Lookups:
             connection = proxied.dbapi_connection
             if self._engine.dialect.name == "sqlite":
                 connection.isolation_level = None
+                # WAL readers wait only in rare moments (e.g. WAL recovery); on the event loop, not for long.
+                connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             else:
                 connection.autocommit = True
             self._local.connection = connection
@@ -373,19 +380,25 @@ class Lookups:
                     self._connections.remove(connection)
             _close_quietly(connection)
 
-    @contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        """A cursor; a database failure drops the connection (the next call reconnects): LookupUnavailable."""
-        try:
-            cursor = self._connect().cursor()
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)``; a database failure drops the connection and is tried once more on a new one.
+
+        A second failure (or a failure on a new connection) is :class:`LookupUnavailable`.
+        """
+        for attempt in (1, 2):
+            fresh = self._local.connection is None
             try:
-                yield cursor
-            finally:
-                cursor.close()
-        except (self._errors, sa.exc.SQLAlchemyError) as exc:
-            self._drop_connection()
-            log.warning("lookup database error: %s", type(exc).__name__)
-            raise LookupUnavailable("the cache database did not answer; try again in a moment") from None
+                cursor = self._connect().cursor()
+                try:
+                    return work(cursor)
+                finally:
+                    cursor.close()
+            except (self._errors, sa.exc.SQLAlchemyError) as exc:
+                self._drop_connection()
+                log.warning("lookup database error (attempt %d): %s", attempt, type(exc).__name__)
+                if fresh:
+                    break
+        raise LookupUnavailable("the cache database did not answer; try again in a moment")
 
     def close(self) -> None:
         """Close every connection this object opened and stop the background writer."""
@@ -413,21 +426,27 @@ class Lookups:
         if not token or len(token) > 200:
             return None
         digest = token_digest(token)
-        with self._cursor() as cursor:
+
+        def work(cursor: Any) -> LookupResult | None:
             state = self._statements.state_by_token.rows(cursor, {"digest": digest})
             if not state:
                 return None
             rules = self._rules_for(cursor, state)
-            self._touch_later(state[0][10], state[0][11])
+            self._touch_later(state[0][11], state[0][12])
             return self._lookup(cursor, rules, call)
+
+        return self._run(work)
 
     def by_tenant(self, slug: str, call: CallInput) -> LookupResult:
         """Look a call up for the tenant ``slug`` (the operator's ``switchboard lookup``)."""
-        with self._cursor() as cursor:
+
+        def work(cursor: Any) -> LookupResult:
             state = self._statements.state_by_slug.rows(cursor, {"slug": (slug or "").strip().lower()})
             if not state:
                 raise NotFound(f"there is no tenant {slug!r}; `switchboard tenant list` shows them", field="tenant")
             return self._lookup(cursor, self._rules_for(cursor, state), call)
+
+        return self._run(work)
 
     def _lookup(self, cursor: Any, rules: TenantRules, call_input: CallInput) -> LookupResult:
         call = prepare_call(call_input, rules=rules, now=self._clock())

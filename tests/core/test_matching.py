@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -11,8 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from core.db import make_engine
 from core.errors import InvalidInput, NotFound, PhoneNumberError
-from core.lookup import MAX_MATCHES, Lookups
+from core.lookup import MAX_MATCHES, Lookups, LookupUnavailable
 from core.matching import (
     CallInput,
     Candidate,
@@ -583,3 +585,26 @@ def test_a_revoked_token_finds_nothing(session: Session, runtime: Runtime, acme:
     tokens.revoke_token(session=session, actor=OPERATOR, tenant=acme, token_ref=str(public.id))
     session.commit()
     assert lookups.by_token(value, CallInput(caller_number="0201234567")) is None
+
+
+# --- the database going away --------------------------------------------------------------------------------
+
+
+def test_a_dropped_connection_is_replaced_without_failing_the_lookup(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups
+) -> None:
+    make_cached_records(session, crm(session, runtime, acme), [("c1", JANSEN, ["020 123 4567"])])
+    assert record_ids(look(lookups, acme, "0201234567")) == [("c1", "exact")]
+    lookups._local.connection.close()  # as if the server had closed it
+    assert record_ids(look(lookups, acme, "0201234567")) == [("c1", "exact")]
+
+
+def test_an_unreachable_database_makes_lookups_unavailable(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}")  # a directory: SQLite cannot open it
+    service = Lookups(engine)
+    try:
+        with pytest.raises(LookupUnavailable):
+            service.by_token("sb_some_token", CallInput(caller_number="0201234567"))
+    finally:
+        service.close()
+        engine.dispose()

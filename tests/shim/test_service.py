@@ -80,3 +80,24 @@ def test_cli_lookup_errors_exit_2(
             main([*base, "lookup", *args])
         assert info.value.code == 2
         assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_an_unreachable_database_is_a_503_for_lookups_and_health(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from core.db import make_engine
+    from core.security import SecretBox
+    from core.settings import Settings
+
+    engine = make_engine(f"sqlite:///{tmp_path}")  # a directory: SQLite cannot open it
+    runtime = Runtime(
+        settings=Settings(data_dir=tmp_path / "data"), engine=engine, box=SecretBox(Fernet.generate_key())
+    )
+    try:
+        with ServerThread(runtime) as server, httpx.Client(base_url=server.url) as client:
+            response = client.get("/v1/lookup", params={"number": "0201234567"}, headers={"Authorization": "Bearer x"})
+            assert response.status_code == 503 and response.json()["detail"]
+            health = client.get("/healthz")
+            assert health.status_code == 503 and health.json() == {"status": "degraded", "database": "unreachable"}
+    finally:
+        engine.dispose()
