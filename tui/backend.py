@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from core.connector import ConnectionTest, RetryPolicy, Timeouts, build_connector
+from core.connector import ConnectionTest
 from core.db import session_scope
-from core.errors import StaleUpdate, TemplateError
+from core.errors import StaleUpdate, SwitchboardError, TemplateError
 from core.lookup import Lookups
 from core.matching import CallInput
 from core.models import (
@@ -29,15 +29,19 @@ from core.models import (
     Script,
     ScriptPublic,
     ScriptWhen,
+    SyncOutcome,
+    SyncRunPublic,
     Tenant,
     utcnow,
 )
-from core.presets import Preset, get_preset, load_presets, validate_settings
+from core.presets import Preset, get_preset, load_presets
 from core.runtime import Runtime
 from core.security import mask
-from core.services import audit, integrations, scripts, tenants, users
+from core.services import audit, integrations, scripts, setup, tenants, users
+from core.services import sync as syncing
 from core.services.scripts import ScriptDraft
 from core.services.users import Identity
+from core.sync import ProgressCallback
 from core.templates import find_problems
 from tui.wizard_state import NotificationLine, WizardScript, WizardState
 
@@ -140,6 +144,10 @@ class Overview:
     status: Status
     settings: list[SettingRow] = field(default_factory=list)
     scripts: list[ScriptRow] = field(default_factory=list)
+    sync: syncing.SyncState | None = None
+    """None for a script-only preset: nothing to sync."""
+    history: list[SyncRunPublic] = field(default_factory=list)
+    """The newest runs, newest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +156,6 @@ class Activity:
 
     events: list[AuditEventPublic]
     timezone: str
-
-
-TEST_RETRY = RetryPolicy(max_attempts=2, base_delay=1.0, max_delay=5.0, max_total=10.0)
-"""A connection test answers within seconds: one retry at most, unlike a sync."""
-
-TEST_TIMEOUTS = Timeouts(connect=10.0, read=20.0)
 
 
 class Backend:
@@ -222,11 +224,14 @@ class Backend:
             tenant = self._tenant(session, identity)
             item = integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
             public = integrations.to_public(session=session, integration=item)
+            state = syncing.sync_state(session=session, integration=item) if _has_api(item.preset) else None
             return Overview(
                 integration=public,
                 timezone=tenant.timezone,
-                preset_name=item.preset,
-                status=self._status(session, item),
+                preset_name=_preset_name(item.preset),
+                status=self._status(session, item, state),
+                sync=state,
+                history=syncing.list_runs(session=session, integration=item, limit=30) if state else [],
                 settings=self._settings(item),
                 scripts=[
                     _script_row(s)
@@ -252,22 +257,45 @@ class Backend:
         finally:
             lookups.close()
 
-    def _status(self, session: Session, item: Integration) -> Status:
-        return Status.ENABLED if item.enabled else Status.DISABLED
+    def _status(self, session: Session, item: Integration, state: syncing.SyncState | None = None) -> Status:
+        """Syncing, disabled, last sync failed, or fine, in that order of precedence."""
+        if state is None and _has_api(item.preset):
+            state = syncing.sync_state(session=session, integration=item)
+        if state is not None and state.running_on:
+            return Status.SYNCING
+        if not item.enabled:
+            return Status.DISABLED
+        if state is not None and state.last_run is not None and state.last_run.outcome in FAILED_OUTCOMES:
+            return Status.FAILED
+        return Status.ENABLED
 
     def _row(self, session: Session, item: Integration) -> IntegrationRow:
+        state = syncing.sync_state(session=session, integration=item) if _has_api(item.preset) else None
+        status = self._status(session, item, state)
+        last = state.last_run if state is not None else None
         return IntegrationRow(
             id=item.id or 0,
             name=item.name,
             preset=item.preset,
-            status=self._status(session, item),
+            status=status,
             numbers_cached=integrations.numbers_cached(session=session, integration=item),
+            last_error=last.error if last is not None and status is Status.FAILED else None,
         )
 
     def _settings(self, item: Integration) -> list[SettingRow]:
-        rows = [SettingRow(name=name, label=name, value=value) for name, value in item.settings.items()]
-        secrets = integrations.read_secrets(integration=item, box=self.runtime.box)
-        rows += [SettingRow(name=name, label=name, value=mask(value), secret=True) for name, value in secrets.items()]
+        """The settings in the preset's order and words; secrets masked; OAuth tokens never shown at all."""
+        values, _tokens = setup.stored_values(integration=item, box=self.runtime.box)
+        try:
+            preset: Preset | None = get_preset(item.preset)
+        except SwitchboardError:
+            preset = None
+        if preset is None:
+            return [SettingRow(name=k, label=k, value=v) for k, v in item.settings.items()]
+        rows = []
+        for setting in preset.settings:
+            value = values.get(setting.name, "")
+            shown = mask(value) if setting.secret else value
+            rows.append(SettingRow(name=setting.name, label=setting.label, value=shown, secret=setting.secret))
         return rows
 
     # --- changing --------------------------------------------------------------------------------------------
@@ -385,21 +413,24 @@ class Backend:
         """Ask the CRM for its first page with these settings (an edited integration's stored secrets fill gaps)."""
         preset = get_preset(preset_key)
         settings = dict(values)
+        tokens: dict[str, str] | None = None
         with self._session() as session:
             self._tenant(session, identity)
             if integration_id is not None:
                 item = self._integration(session, identity, integration_id)
-                stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+                stored, tokens = setup.stored_values(integration=item, box=self.runtime.box)
                 settings = {**{k: v for k, v in stored.items() if k in preset.secret_settings}, **settings}
-        connector = build_connector(preset, settings, retry=TEST_RETRY, timeouts=TEST_TIMEOUTS)
+        checked = setup.check_values(preset, settings)
+        check = asyncio.run(setup.check_connection(preset=preset, values=checked, tokens=tokens or None))
+        return ConnectionTest(check.count, check.sample, list(check.object_types))
 
-        async def run() -> ConnectionTest:
-            try:
-                return await connector.test_connection()
-            finally:
-                await connector.aclose()
-
-        return asyncio.run(run())
+    def sync_now(
+        self, identity: Identity, integration_id: int, progress: ProgressCallback | None = None
+    ) -> SyncRunPublic:
+        """Sync the integration now, here, under its lease (``SyncBusy`` if a sync of it is running)."""
+        with self._session() as session:
+            self._integration(session, identity, integration_id)
+        return asyncio.run(syncing.sync_now(runtime=self.runtime, integration_id=integration_id, progress=progress))
 
     def wizard_for_edit(self, identity: Identity, integration_id: int) -> WizardState:
         """An integration as the wizard's steps 2-4 show it (secrets not included: left empty, they stay)."""
@@ -407,7 +438,7 @@ class Backend:
             tenant = self._tenant(session, identity)
             item = integrations.get_integration(session=session, tenant=tenant, integration_id=integration_id)
             preset = get_preset(item.preset)
-            stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+            stored, _tokens = setup.stored_values(integration=item, box=self.runtime.box)
             saved = scripts.list_scripts(session=session, tenant=tenant, integration_id=integration_id)
             return WizardState(
                 preset=preset,
@@ -417,7 +448,7 @@ class Backend:
                 name=item.name,
                 editing=item.id,
                 version=item.version,
-                kept_secrets=frozenset(k for k, v in stored.items() if v),
+                kept_secrets=frozenset(k for k in preset.secret_settings if stored.get(k)),
             )
 
     def save_wizard(self, identity: Identity, state: WizardState) -> int:
@@ -432,17 +463,11 @@ class Backend:
             self._save_scripts(session, identity, tenant, state, item.id or 0)
             return item.id or 0
 
-    def _split(self, preset: Preset, values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        """Checked settings split into plain ones and secrets (empty secrets left out)."""
-        plain = {k: v for k, v in values.items() if k not in preset.secret_settings}
-        secret = {k: v for k, v in values.items() if k in preset.secret_settings and v}
-        return plain, secret
-
     def _create(self, session: Session, identity: Identity, tenant: Tenant, state: WizardState) -> Integration:
         preset = state.preset
         assert preset is not None
-        values = {} if preset.is_script_only else validate_settings(preset, state.settings)
-        plain, secret = self._split(preset, values)
+        values = {} if preset.is_script_only else setup.check_values(preset, state.settings)
+        plain, secret = setup.split_values(preset, values)
         return integrations.create_integration(
             session=session,
             actor=identity.actor,
@@ -459,10 +484,10 @@ class Backend:
         preset = state.preset
         assert preset is not None and state.editing is not None and state.version is not None
         item = integrations.get_integration(session=session, tenant=tenant, integration_id=state.editing)
-        stored = integrations.read_secrets(integration=item, box=self.runtime.box)
+        stored, _tokens = setup.stored_values(integration=item, box=self.runtime.box)
         typed = {k: v for k, v in state.settings.items() if v}
-        values = {} if preset.is_script_only else validate_settings(preset, {**stored, **typed})
-        plain, _ = self._split(preset, values)
+        values = {} if preset.is_script_only else setup.check_values(preset, {**stored, **typed})
+        plain, _ = setup.split_values(preset, values)
         secret = {k: v for k, v in typed.items() if k in preset.secret_settings}
         return integrations.update_integration(
             session=session,
@@ -502,6 +527,26 @@ class Backend:
                 "nothing was saved: open the integration again and make your changes again",
                 field="version",
             )
+
+
+FAILED_OUTCOMES = frozenset({SyncOutcome.FAILED, SyncOutcome.SUSPICIOUS})
+"""A sync that ended like this leaves the previous cache in place and marks the integration as failing."""
+
+
+def _has_api(preset_key: str) -> bool:
+    """Whether the preset fetches from an API (a preset no longer shipped is assumed to)."""
+    try:
+        return not get_preset(preset_key).is_script_only
+    except SwitchboardError:
+        return True
+
+
+def _preset_name(preset_key: str) -> str:
+    """The preset's name for people (its key if it is no longer shipped)."""
+    try:
+        return get_preset(preset_key).name
+    except SwitchboardError:
+        return preset_key
 
 
 def _script_row(script: Script) -> ScriptRow:

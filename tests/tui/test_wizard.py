@@ -141,9 +141,21 @@ async def test_the_whole_wizard_against_an_emulated_crm(world: World, hubspot: s
         await pilot.press("ctrl+n")  # Finish
         await settle(pilot)
 
-        assert isinstance(app.screen, MainScreen)
+        assert isinstance(app.screen, MainScreen)  # the overview of the new integration, after its first sync
         pane = app.screen.query_one(OverviewPane)
         assert pane.overview is not None and pane.overview.integration.name == "HubSpot"
+        assert pane.overview.integration.numbers_cached == 3
+        status = text_of(pane.query_one("#overview-status"))
+        assert "Last outcome    success" in status and "Numbers cached  3" in status
+
+        await pilot.press("t")  # a lookup now finds a synced number
+        await settle(pilot)
+        app.screen.query_one("#caller", Input).value = "020 555 0101"
+        await pilot.click("#look-up")
+        await settle(pilot)
+        answer = text_of(app.screen.query_one("#test-call-result"))
+        assert "Anouk Visser" in answer and "Company    Visser BV" in answer
+        assert "Open in HubSpot (opens automatically) https://app.hubspot.com/contacts/4242/record/0-1/" in answer
 
     created = [i for i in _integrations(world) if i.name == "HubSpot" and i.id not in (world.hubspot_id,)]
     assert len(created) == 1
