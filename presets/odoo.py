@@ -11,6 +11,8 @@ contacts or companies); this module does what the declarative engine cannot:
   Odoo 19, and asking for a missing field fails the whole call.
 - Pages are ``search_read`` calls ordered by id, each continuing after the last id seen, so records created or
   deleted during a sync cannot shift a page.
+- Odoo answers ``false`` for any empty field (a phone, an e-mail, a many2one); it is read as empty, never as
+  the text "false".
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class OdooConnector:
             rows = await self.rpc.call(model, "search_read", params, what=f"page {number} of {obj.type}")
             if not isinstance(rows, list):
                 raise ConnectorError(f"Odoo sent an unexpected answer on page {number} of {obj.type}")
-            records = [r for r in map(mapper.map, rows) if r is not None]
+            records = [r for r in (mapper.map(_unset_false(row)) for row in rows) if r is not None]
             yield number, records
             ids = [row["id"] for row in rows if isinstance(row, dict) and isinstance(row.get("id"), int)]
             if len(rows) < size or not ids:
@@ -127,6 +129,13 @@ def requested_fields(obj: ObjectType) -> set[str]:
         names.update(n for n in Template.parse(text).names if not n.startswith("settings."))
     names.update(source.path for source in obj.phones)
     return {name.split(".")[0].split("[")[0] for name in names}
+
+
+def _unset_false(row: Any) -> Any:
+    """Odoo sends ``false`` for an empty field of any type; as text it would read "false", so it becomes null."""
+    if not isinstance(row, dict):
+        return row
+    return {key: None if value is False else value for key, value in row.items()}
 
 
 def _domain(obj: ObjectType) -> list[Any]:

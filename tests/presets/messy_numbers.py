@@ -3,21 +3,36 @@
 The people have names with umlauts and accents, several numbers per field in many formats (national,
 international with ``+`` or ``00``, ``(0)``, dots, slashes, an extension), foreign numbers, and garbage
 ("n/a", "-", "keine"). Every number is unique in the set, so each one must find exactly one record.
-A preset test turns each :class:`Person` into the vendor's raw record shape, serves the records from its
-emulated CRM, fetches them through the preset and hands the result to :func:`check_lookups`.
+A preset test turns each :class:`Person` into the vendor's raw record shape and serves the records from its
+emulated CRM. Then either it fetches them through the preset and hands the result to :func:`check_lookups`
+(the connector alone: fast, exhaustive, no database), or :func:`sync_and_look_up` connects the preset as the
+wizard does, runs the real sync into the cache of a German tenant and asks the real lookup for every number.
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
 
 from core.connector import Connector, FetchedRecord, PageProgress
-from core.numbers import normalize, split_numbers
+from core.lookup import Lookups
+from core.matching import CallInput
+from core.models import SyncOutcome, SyncRunPublic
+from core.numbers import national_form, normalize, split_numbers
+from core.presets import get_preset
+from core.runtime import Runtime
+from core.services.audit import Actor
+from core.services.setup import add_integration, connect_integration
+from core.services.sync import sync_now
+from tests.factories import make_tenant
 
 COUNTRY = "DE"
+ADMIN = Actor(name="preset-test")
 FIRST_NAMES = ("Jörg", "Zoë", "François", "Łukasz", "Søren", "José", "Ümit", "Renée", "Björn", "Chloé", "Dörte",
                "Štěpán", "Íñigo", "Ærøskøbing", "Małgorzata", "Gül")  # fmt: skip
 LAST_NAMES = ("Müller", "Groß", "Lefèvre", "Øster", "Nuñez", "Šimek", "Köhler", "Dvořák", "Łęcki", "Åberg",
@@ -176,10 +191,7 @@ def check_lookups(
     or per object type (``{"persons": ("work", ...), ...}``). Returns how many numbers were checked.
     """
 
-    def kinds_of(record_id: str) -> tuple[str, ...]:
-        chosen = kinds[record_id.partition(":")[0]] if isinstance(kinds, Mapping) else kinds
-        return tuple(chosen)
-
+    kinds_of = _kinds_for(kinds)
     checked = 0
     all_numbers: set[str] = set()
     for record_id, person in expected.items():
@@ -189,11 +201,78 @@ def check_lookups(
         for number in sorted(numbers):
             assert found.lookup(number) == {record_id}, f"{number} of {person.name} found {found.lookup(number)}"
             checked += 1
-        for junk in person.garbage(kinds_of(record_id)):
-            assert junk in found.unparsed
     assert set(found.index) == all_numbers, "the records hold numbers the data set does not"
+    garbage = [g for record_id, person in expected.items() for g in person.garbage(kinds_of(record_id))]
+    assert sorted(found.unparsed) == sorted(garbage), "only the data set's garbage is left unparsed"
     assert found.lookup("+49 30 99999999") == set()
     return checked
+
+
+def _kinds_for(kinds: Iterable[str] | Mapping[str, Iterable[str]]) -> Callable[[str], tuple[str, ...]]:
+    def kinds_of(record_id: str) -> tuple[str, ...]:
+        chosen = kinds[record_id.partition(":")[0]] if isinstance(kinds, Mapping) else kinds
+        return tuple(chosen)
+
+    return kinds_of
+
+
+@dataclass
+class Synced:
+    """What :func:`sync_and_look_up` saw: the first sync's run and one lookup answer per record."""
+
+    run: SyncRunPublic
+    answers: dict[str, dict[str, Any]]  # record id -> the match (fields, notification, scripts) found for it
+
+
+async def sync_and_look_up(
+    runtime: Runtime,
+    session: Session,
+    *,
+    preset: str,
+    values: Mapping[str, str],
+    expected: dict[str, Person],
+    kinds: Iterable[str] | Mapping[str, Iterable[str]],
+    tokens: Mapping[str, str] | None = None,
+) -> Synced:
+    """Connect ``preset`` for a new German tenant, sync it for real, and look every expected number up.
+
+    Without ``tokens`` it goes the wizard's way (:func:`connect_integration`: check, connection test, store,
+    first sync); with OAuth tokens from an earlier sign-in it stores the integration with them and syncs.
+    Each number is looked up as the phone system would send it, alternately in E.164 and in national form,
+    and must find exactly its own record, exactly; a number not in the CRM finds nobody.
+    """
+    tenant = make_tenant(session, country=COUNTRY, timezone="Europe/Berlin")
+    session.commit()
+    if tokens is None:
+        connected = await connect_integration(runtime=runtime, actor=ADMIN, tenant_slug=tenant.slug,
+                                              preset_key=preset, values=values, node="preset-test")  # fmt: skip
+        run = connected.run
+    else:
+        integration = add_integration(session=session, actor=ADMIN, tenant=tenant, box=runtime.box,
+                                      preset=get_preset(preset), values=values, tokens=tokens)  # fmt: skip
+        session.commit()
+        run = await sync_now(runtime=runtime, integration_id=integration.id or 0, node="preset-test")
+    assert run is not None and run.outcome == SyncOutcome.SUCCESS, run and run.error
+    kinds_of = _kinds_for(kinds)
+    assert run.records == len(expected), (run.records, len(expected))
+    assert run.numbers == sum(len(p.numbers(kinds_of(r))) for r, p in expected.items()), run.numbers
+    assert run.unparsed == sum(len(p.garbage(kinds_of(r))) for r, p in expected.items()), run.unparsed_examples
+    answers: dict[str, dict[str, Any]] = {}
+    lookups = Lookups(runtime.engine)
+    try:
+        for record_id, person in expected.items():
+            for i, number in enumerate(sorted(person.numbers(kinds_of(record_id)))):
+                dialled = number if i % 2 else national_form(number, country=COUNTRY)
+                body = lookups.by_tenant(tenant.slug, CallInput(caller_number=dialled)).body
+                matches = body["matches"]
+                found = [(m["record_id"], m["match"]) for m in matches]
+                assert found == [(record_id, "exact")], f"{dialled} of {person.name} found {found}"
+                answers[record_id] = matches[0]
+        nobody = lookups.by_tenant(tenant.slug, CallInput(caller_number="+49 30 99999999")).body
+        assert nobody["matches"] == []
+    finally:
+        lookups.close()
+    return Synced(run, answers)
 
 
 async def fetch_all(connector: Connector) -> tuple[list[FetchedRecord], list[PageProgress]]:

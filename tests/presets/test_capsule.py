@@ -5,13 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError, InvalidInput
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.capsule import CapsuleEmulator
 from tests.crm.server import serve
-from tests.presets.messy_numbers import GARBAGE, NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    GARBAGE,
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 TOKEN = "cap-7f3a9c1e5b2d4f6a8c0e"
 NOW = 1_900_000_000.0
@@ -53,7 +64,7 @@ async def test_capsule_syncs_people_and_organisations_with_messy_numbers() -> No
     parties = [person_party(p) for p in people] + [organisation_party(o) for o in organisations]
     crm = CapsuleEmulator(token=TOKEN, parties=parties, clock=lambda: NOW)
     with serve(crm.app) as url:
-        connector = build_connector(get_preset("capsule"), settings(url), sleep=NoSleep(), page_size=30)
+        connector = build_connector(get_preset("capsule"), settings(url), sleep=NoSleep(), page_size=50)
         records, progress = await fetch_all(connector)
 
     found = catalogue(records)
@@ -76,8 +87,8 @@ async def test_capsule_syncs_people_and_organisations_with_messy_numbers() -> No
     untyped = [raw for r in records for label, raw in r.phones if label == "Phone"]  # numbers without a type
     assert untyped and set(untyped) <= set(GARBAGE)
     # Capsule's documented paging: perPage (<= 100), then the Link header until there is no rel="next"
-    assert len(crm.requests) == 12 and progress[-1].pages == 12
-    assert crm.requests[0].query == {"perPage": "30"}
+    assert len(crm.requests) == 7 and progress[-1].pages == 7
+    assert crm.requests[0].query == {"perPage": "50"}
     assert [r.query.get("page") for r in crm.requests[1:3]] == ["2", "3"]
     assert {r.headers["authorization"] for r in crm.requests} == {f"Bearer {TOKEN}"}
 
@@ -133,3 +144,22 @@ def test_capsule_settings_say_what_is_missing() -> None:
     assert caught.value.field == "account"
     assert "My Preferences" in preset.setting("access_token").help
     assert preset.setting("api_base_url").default == "https://api.capsulecrm.com/api/v2"
+
+
+async def test_capsule_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people, organisations = make_people(50, seed=11), make_people(10, seed=12, companies=True)
+    parties = [person_party(p) for p in people] + [organisation_party(o) for o in organisations]
+    crm = CapsuleEmulator(token=TOKEN, parties=parties)
+    expected = {f"parties:{11_000 + p.index}": p for p in people} | {f"parties:{90_000 + o.index}": o
+                                                                     for o in organisations}  # fmt: skip
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="capsule", values=settings(url), expected=expected,
+                                        kinds=KINDS)  # fmt: skip
+    assert {example.rpartition(": ")[2] for example in synced.run.unparsed_examples} <= set(GARBAGE)
+    zoe = synced.answers["parties:11001"]
+    assert zoe["fields"]["DisplayName"] == "Zoë Groß"  # type: ignore[index]
+    assert zoe["notification"][:2] == [  # type: ignore[index]
+        {"label": "Name", "value": "Zoë Groß"},
+        {"label": "Organisation", "value": "Crème & Brûlée SARL"},
+    ]
+    assert zoe["scripts"][0]["url"] == "https://baeckerei-test.capsulecrm.com/party/11001"  # type: ignore[index]

@@ -6,13 +6,23 @@ import base64
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import PageProgress, build_connector, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.close import CloseEmulator
 from tests.crm.server import serve
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 API_KEY = "api_5OqWQfjcZT8Js2HBSD8G8G.6qamc1fRqQCuWV3QSwtObS"
 TYPES = {"work": "office", "mobile": "mobile", "home": "home", "other": "other", "fax": "fax"}
@@ -138,3 +148,16 @@ async def test_close_connection_test_samples_a_contact() -> None:
         await connector.aclose()
     assert result.sample is not None and result.sample.fields["DisplayName"] == "Jörg Müller"
     assert [r.path for r in crm.requests] == ["/api/v1/contact/"]
+
+
+async def test_close_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    persons, contacts, leads = dataset(70, 12, seed=11)
+    crm = CloseEmulator(api_key=API_KEY, contacts=contacts, leads=leads)
+    expected = {f"contacts:cont_{p.index:05d}aB": p for p in persons}
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="close", values=settings(url), expected=expected,
+                                        kinds=tuple(TYPES))  # fmt: skip
+    zoe = synced.answers["contacts:cont_00001aB"]
+    assert zoe["notification"][:2] == [{"label": "Name", "value": "Zoë Groß"},
+                                       {"label": "Lead", "value": "Crème & Brûlée SARL 1"}]  # fmt: skip
+    assert zoe["scripts"][0]["url"] == "https://app.close.com/lead/lead_0001Xy/"

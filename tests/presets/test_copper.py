@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError, InvalidInput
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.copper import CopperEmulator
 from tests.crm.server import serve
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 API_KEY = "6b1e0c9a4f2d8e7b3a5c1d0e9f8a7b6c"
 EMAIL = "Joerg.Admin@baeckerei-gross.de"
@@ -152,3 +162,24 @@ def test_copper_refuses_an_e_mail_that_cannot_travel_in_a_header() -> None:
         build_connector(get_preset("copper"), settings("https://api.copper.com") | {"user_email": "jörg@bäckerei.de"})
     assert caught.value.field == "user_email"
     assert "xn--" in str(caught.value)
+
+
+async def test_copper_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people, companies, leads = make_people(40, seed=11), make_people(8, seed=12, companies=True), \
+        make_people(20, seed=13)  # fmt: skip
+    crm = CopperEmulator(
+        api_key=API_KEY, email=EMAIL, people=[person_record(p) for p in people],
+        companies=[company_record(c) for c in companies], leads=[lead_record(p) for p in leads],
+    )  # fmt: skip
+    expected = (
+        {f"people:{7_000 + p.index}": p for p in people}
+        | {f"companies:{3_000 + c.index}": c for c in companies}
+        | {f"leads:{9_150_000 + p.index}": p for p in leads}
+    )
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="copper", values=settings(url), expected=expected,
+                                        kinds=KINDS)  # fmt: skip
+    zoe = synced.answers["people:7001"]
+    assert zoe["notification"][:2] == [{"label": "Name", "value": "Zoë Groß"},
+                                       {"label": "Company", "value": "Crème & Brûlée SARL"}]  # fmt: skip
+    assert zoe["scripts"][0]["url"] == "https://app.copper.com/companies/123456/app#/contact/7001"

@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm.odoo import OdooEmulator
 from tests.crm.server import serve
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 LOGIN, API_KEY, DB = "jörg@bäckerei-groß.example", "6578616d706c65206a736f6e20617069206b6579", "baeckerei"
 
@@ -70,7 +80,7 @@ async def test_odoo_syncs_contacts_and_companies(version: int, protocol: str) ->
     zoe = found.records["contacts:5001"]
     assert (zoe.fields["DisplayName"], zoe.fields["company"]) == ("Zoë Groß", "Crème & Brûlée SARL 1")
     assert zoe.fields["PopUpUri"] == "https://baeckerei.odoo.com/web#id=5001&model=res.partner&view_type=form"
-    assert (zoe.fields["owner"], zoe.fields["job_title"]) == ("", "Geschäftsführerin")
+    assert (zoe.fields["owner"], zoe.fields["job_title"], zoe.fields["reference"]) == ("", "Geschäftsführerin", "")
     assert found.records["contacts:5000"].fields["owner"] == "Åsa Lindqvist"
     assert found.records["contacts:5000"].fields["company"] == ""  # a person without a company
     company = found.records["companies:1002"]
@@ -158,3 +168,14 @@ async def test_odoo_connection_test_counts_the_contacts() -> None:
     assert result.count == len([k for k in expected if k.startswith("contacts:")])
     assert result.sample is not None and result.sample.fields["DisplayName"] == "Jörg Müller"
     assert result.object_types == ["contacts", "companies"]
+
+
+async def test_odoo_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    crm, expected = odoo(17, people=60, companies=8)
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="odoo", values=settings(url), expected=expected,
+                                        kinds=("work", "other", "mobile"))  # fmt: skip
+    zoe = synced.answers["contacts:5001"]
+    assert zoe["notification"][:2] == [{"label": "Name", "value": "Zoë Groß"},
+                                       {"label": "Company", "value": "Crème & Brûlée SARL 1"}]  # fmt: skip
+    assert zoe["scripts"][0]["url"] == "https://baeckerei.odoo.com/web#id=5001&model=res.partner&view_type=form"

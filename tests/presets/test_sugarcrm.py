@@ -6,13 +6,23 @@ import itertools
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.server import serve
 from tests.crm.sugarcrm import SugarEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 USER, PASSWORD = "api.switchboard", "Pässwörd-2024!"
 PERSON_FIELDS = {"work": "phone_work", "mobile": "phone_mobile", "home": "phone_home", "other": "phone_other",
@@ -148,3 +158,16 @@ async def test_sugarcrm_never_asks_for_more_than_1000_records() -> None:
         records, _ = await fetch_all(build_connector(get_preset("sugarcrm"), settings(url), page_size=50_000))
     assert len(records) == 3
     assert {r.query["max_num"] for r in crm.requests if r.method == "GET"} == {"1000"}
+
+
+async def test_sugarcrm_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    crm, expected = emulator(40, 8, 24)
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="sugarcrm", values=settings(url), expected=expected,
+                                        kinds=KINDS)  # fmt: skip
+    jorg = synced.answers[f"contacts:{guid(1, 0)}"]
+    assert jorg["notification"] == [{"label": "Name", "value": "Jörg Müller"},
+                                    {"label": "Account", "value": "Bäckerei Groß GmbH"},
+                                    {"label": "Assigned to", "value": "Søren Kierkegaard"}]  # fmt: skip
+    assert jorg["scripts"][0]["url"] == f"https://baeckerei.sugarondemand.com/#Contacts/{guid(1, 0)}"
+    assert crm.logouts == 2  # the wizard's connection test and the first sync each signed out

@@ -7,13 +7,23 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlmodel import Session
 
 from core.connector import authorization_url, build_connector, exchange_code, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.server import serve
 from tests.crm.superoffice import SuperOfficeEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 TENANT = "Cust26759"
 CLIENT_ID = "857fd8fa9c83db5fa030b94d1bcc7b60"
@@ -160,3 +170,21 @@ async def test_superoffice_revoked_sign_in_asks_to_sign_in_again() -> None:
     message = str(caught.value)
     assert "SuperOffice refused the refresh token (invalid_grant)" in message
     assert "sign in to SuperOffice again" in message and "rt-gone" not in message
+
+
+async def test_superoffice_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    persons, companies = make_people(60, seed=11), make_people(10, seed=12, companies=True)
+    crm = emulator(persons, companies)
+    expected = {f"persons:{500 + p.index}": p for p in persons if p.index % 9 != 4} | {
+        f"companies:{3_000 + c.index}": c for c in companies
+    }
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="superoffice", values=settings(url),
+                                        expected=expected, kinds=KINDS,
+                                        tokens={"refresh_token": crm.issue_refresh_token()})  # fmt: skip
+    jorg = synced.answers["persons:500"]
+    assert jorg["notification"][:2] == [{"label": "Name", "value": "Jörg Müller"},
+                                        {"label": "Company", "value": "Bäckerei Groß GmbH"}]  # fmt: skip
+    assert jorg["scripts"][0]["url"].endswith("/default.aspx?person.main?person_id=500")
+    company = synced.answers["companies:3001"]
+    assert {"label": "Customer number", "value": "100001"} in company["notification"]

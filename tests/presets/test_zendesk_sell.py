@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from core.connector import build_connector, get_preset
 from core.errors import ConnectorError
+from core.runtime import Runtime
 from tests.crm.base import Fault
 from tests.crm.server import serve
 from tests.crm.zendesk_sell import NextLinkStyle, ZendeskSellEmulator
-from tests.presets.messy_numbers import NoSleep, Person, catalogue, check_lookups, fetch_all, make_people
+from tests.presets.messy_numbers import (
+    NoSleep,
+    Person,
+    catalogue,
+    check_lookups,
+    fetch_all,
+    make_people,
+    sync_and_look_up,
+)
 
 TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 KINDS = ("work", "other", "mobile", "fax")  # Sell has phone, mobile and fax; "other" shares the phone field
@@ -62,13 +72,11 @@ def settings(url: str, token: str = TOKEN) -> dict[str, str]:
     return {"access_token": token, "api_base_url": url}
 
 
-@pytest.mark.parametrize("next_link_style", ["omit", "null", "none"])
-async def test_zendesk_sell_syncs_people_organisations_and_leads(next_link_style: NextLinkStyle) -> None:
+async def test_zendesk_sell_syncs_people_organisations_and_leads() -> None:
     people, organisations, leads = make_people(250, seed=5), make_people(40, seed=6, companies=True)[1:], \
         make_people(120, seed=7)  # fmt: skip
     contacts = [person_contact(p) for p in people] + [organisation_contact(o) for o in organisations]
-    crm = ZendeskSellEmulator(token=TOKEN, contacts=contacts, leads=[lead(p) for p in leads],
-                              next_link_style=next_link_style)  # fmt: skip
+    crm = ZendeskSellEmulator(token=TOKEN, contacts=contacts, leads=[lead(p) for p in leads])
     with serve(crm.app) as url:
         connector = build_connector(get_preset("zendesk-sell"), settings(url), sleep=NoSleep(), page_size=40)
         records, progress = await fetch_all(connector)
@@ -106,6 +114,18 @@ async def test_zendesk_sell_syncs_people_organisations_and_leads(next_link_style
     assert all(r.headers["user-agent"].startswith("switchboard/") for r in crm.requests)
 
 
+@pytest.mark.parametrize("next_link_style", ["omit", "null", "none"])
+async def test_zendesk_sell_pages_whether_or_not_next_links_are_sent(next_link_style: NextLinkStyle) -> None:
+    people, leads = make_people(50, seed=14), make_people(40, seed=15)
+    crm = ZendeskSellEmulator(token=TOKEN, contacts=[person_contact(p) for p in people], leads=[lead(p) for p in leads],
+                              next_link_style=next_link_style)  # fmt: skip
+    with serve(crm.app) as url:
+        records, progress = await fetch_all(build_connector(get_preset("zendesk-sell"), settings(url), page_size=20))
+    assert len(records) == 90
+    pages = {obj: max((p.pages for p in progress if p.object_type == obj), default=0) for obj in ("people", "leads")}
+    assert pages == {"people": 3, "leads": 3}  # 40 leads fill two pages exactly: a third, empty one ends the list
+
+
 async def test_zendesk_sell_never_asks_for_more_than_100_per_page() -> None:
     crm = ZendeskSellEmulator(token=TOKEN, contacts=[person_contact(p) for p in make_people(130, seed=8)])
     with serve(crm.app) as url:
@@ -130,3 +150,22 @@ async def test_zendesk_sell_wrong_token_is_reported_in_admin_terms() -> None:
         await fetch_all(build_connector(get_preset("zendesk-sell"), settings(url, token="deadbeef0000")))
     assert str(caught.value).startswith("Zendesk Sell refused the access token (401): check the access token")
     assert "deadbeef0000" not in str(caught.value)
+
+
+async def test_zendesk_sell_end_to_end_sync_and_lookup(runtime: Runtime, session: Session) -> None:
+    people, leads = make_people(40, seed=11), make_people(20, seed=13)
+    organisations = make_people(8, seed=12, companies=True)
+    contacts = [person_contact(p) for p in people] + [organisation_contact(o) for o in organisations]
+    crm = ZendeskSellEmulator(token=TOKEN, contacts=contacts, leads=[lead(p) for p in leads])
+    expected = (
+        {f"people:{1_000 + p.index}": p for p in people}
+        | {f"organisations:{90_000 + o.index}": o for o in organisations}
+        | {f"leads:{50_000 + p.index}": p for p in leads}
+    )
+    with serve(crm.app) as url:
+        synced = await sync_and_look_up(runtime, session, preset="zendesk-sell", values=settings(url),
+                                        expected=expected, kinds=KINDS)  # fmt: skip
+    zoe = synced.answers["people:1001"]
+    assert zoe["notification"][0] == {"label": "Name", "value": "Zoë Groß"}
+    assert zoe["scripts"][0]["url"] == "https://app.futuresimple.com/crm/contacts/1001"
+    assert synced.answers["leads:50002"]["fields"]["DisplayName"] == "François Lefèvre, Ödeshög AB"
