@@ -6,7 +6,8 @@ htpasswd with plain-text passwords (no bcrypt needed), storage is a temporary fo
 sees only their own collections (``owner_only``).
 
 ``radicale_server(tmp_path, users={"anna": "geheim"})`` yields the base URL; ``make_address_book`` creates
-an address book with ``MKCOL`` and ``put_cards`` uploads vCards with ``PUT``, as a CardDAV client would.
+an address book with ``MKCOL`` and ``put_cards`` uploads vCards with ``PUT``, as a CardDAV client would;
+``import_address_book`` creates a whole address book in one request, for bigger data sets.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ MKCOL_ADDRESS_BOOK = """<?xml version="1.0" encoding="utf-8"?>
     <D:displayname>{name}</D:displayname>
   </D:prop></D:set>
 </D:mkcol>
+"""
+
+PROPPATCH_NAME = """<?xml version="1.0" encoding="utf-8"?>
+<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>{name}</D:displayname></D:prop></D:set>
+</D:propertyupdate>
 """
 
 
@@ -99,6 +105,21 @@ def put_cards(book_url: str, user: str, password: str, cards: Iterable[tuple[str
 
         with ThreadPoolExecutor(max_workers=6) as pool:
             return len(list(pool.map(put, cards)))
+
+
+def import_address_book(base_url: str, user: str, password: str, book: str, *, name: str, cards: list[str]) -> str:
+    """Create ``/<user>/<book>/`` from many vCards in one ``PUT`` (Radicale's import: each card is stored as
+    ``<UID>.vcf``), then name it with ``PROPPATCH``; much faster than a ``PUT`` per card. Returns its URL."""
+    url = f"{base_url}/{user}/{book}/"
+    with httpx.Client(auth=(user, password), timeout=60) as client:
+        response = client.put(url, content="".join(cards).encode("utf-8"), headers={"Content-Type": "text/vcard"})
+        if response.status_code != 201:
+            raise RuntimeError(f"PUT {url} answered {response.status_code}: {response.text[:300]}")
+        body = PROPPATCH_NAME.format(name=escape(name)).encode("utf-8")
+        response = client.request("PROPPATCH", url, content=body, headers={"Content-Type": "application/xml"})
+        if response.status_code != 207:
+            raise RuntimeError(f"PROPPATCH {url} answered {response.status_code}: {response.text[:300]}")
+    return url
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

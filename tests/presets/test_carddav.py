@@ -16,9 +16,11 @@ from starlette.routing import Route
 from core.connector import build_connector
 from core.errors import ConnectorError
 from core.presets import Preset, parse_preset
+from core.runtime import Runtime
 from presets.carddav import card_record, parse_multistatus, parse_vcard
-from tests.crm.carddav_server import make_address_book, put_cards, radicale_server
+from tests.crm.carddav_server import import_address_book, make_address_book, put_cards, radicale_server
 from tests.crm.server import serve
+from tests.presets.end_to_end import check_callers, connect, who_calls
 from tests.presets.messy_numbers import GARBAGE, Person, catalogue, check_lookups, fetch_all, make_people
 
 USER, PASSWORD = "anna", "Geheim-Passwort-42"
@@ -65,7 +67,7 @@ def person_card(person: Person) -> str:
     """A vCard for ``person``: 3.0, 4.0 or Apple style, folded, with umlauts and escaped commas."""
     style = person.index % 4
     version = "4.0" if style == 1 else "3.0"
-    lines = ["BEGIN:VCARD", f"VERSION:{version}", f"UID:urn:uuid:0000{person.index:04d}-c0de-4a11-b0b0-feedfacecafe"]
+    lines = ["BEGIN:VCARD", f"VERSION:{version}", f"UID:{uid_of(person)}"]
     lines.append(f"FN:{escape(person.name)}" if person.index % 10 != 9 else "FN:")  # some: only a structured N
     lines += [
         f"N:{escape(person.last)};{escape(person.first)};;;",
@@ -91,6 +93,24 @@ def file_name(person: Person) -> str:
     return f"{person.index:03d} {person.last.split()[0].lower()}.vcf"
 
 
+BOOKS = {"kunden": "Kunden", "interessenten": "Interessenten", "partner": "Partner", "archiv": "Archiv"}
+
+
+def book_of(person: Person) -> str:
+    """People live in four address books of 75."""
+    return list(BOOKS)[person.index // 75]
+
+
+def uid_of(person: Person) -> str:
+    return f"urn:uuid:0000{person.index:04d}-c0de-4a11-b0b0-feedfacecafe"
+
+
+def record_id(person: Person) -> str:
+    """Cards PUT one by one have our file names; imported ones are stored by Radicale as ``<UID>.vcf``."""
+    book = book_of(person)
+    return f"contacts:/anna/{book}/{file_name(person) if book == 'kunden' else uid_of(person) + '.vcf'}"
+
+
 @dataclass
 class Radicale:
     """The running server and what was uploaded to it."""
@@ -100,24 +120,24 @@ class Radicale:
     companies: list[Person]
 
 
-def book_of(person: Person) -> str:
-    """People live in two address books (Radicale's PUT gets slower as a collection grows)."""
-    return "kunden" if person.index < 150 else "interessenten"
-
-
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
-    """Radicale with three address books for anna (300 people, 40 companies) and one for bob."""
+    """Radicale with five address books for anna (300 people, 40 companies) and one for bob.
+
+    "kunden" is made as a CardDAV client does it (MKCOL, then a PUT per card, with our own file names); the
+    others are imported in one request each, which is much faster.
+    """
     people = make_people(300, seed=11)
     companies = make_people(40, seed=12, companies=True)
     root: Path = tmp_path_factory.mktemp("radicale")
     with radicale_server(root, users={USER: PASSWORD, "bob": "bobs-password"}) as url:
-        for book, name in (("kunden", "Kunden"), ("interessenten", "Interessenten")):
-            book_url = make_address_book(url, USER, PASSWORD, book, name=name)
-            cards = [(file_name(p), person_card(p)) for p in people if book_of(p) == book]
-            put_cards(book_url, USER, PASSWORD, cards)
-        suppliers = make_address_book(url, USER, PASSWORD, "lieferanten", name="Lieferanten & Händler")
-        put_cards(suppliers, USER, PASSWORD, [(f"org-{o.index}.vcf", company_card(o)) for o in companies])
+        kunden = make_address_book(url, USER, PASSWORD, "kunden", name="Kunden")
+        put_cards(kunden, USER, PASSWORD, [(file_name(p), person_card(p)) for p in people if book_of(p) == "kunden"])
+        for book, name in list(BOOKS.items())[1:]:
+            cards = [person_card(p) for p in people if book_of(p) == book]
+            import_address_book(url, USER, PASSWORD, book, name=name, cards=cards)
+        companies_cards = [company_card(o) for o in companies]
+        import_address_book(url, USER, PASSWORD, "lieferanten", name="Lieferanten & Händler", cards=companies_cards)
         bobs = make_address_book(url, "bob", "bobs-password", "privat", name="Privat")
         put_cards(bobs, "bob", "bobs-password", [("bob.vcf", person_card(make_people(1, seed=99)[0]))])
         yield Radicale(url, people, companies)
@@ -131,12 +151,12 @@ async def test_carddav_reads_every_address_book_of_the_user_from_the_server_addr
     connector = build_connector(carddav_preset(), settings(radicale.url + "/"), page_size=40)
     records, progress = await fetch_all(connector)
 
-    expected = {f"contacts:/anna/{book_of(p)}/{file_name(p)}": p for p in radicale.people}
+    expected = {record_id(p): p for p in radicale.people}
     expected |= {f"contacts:/anna/lieferanten/org-{o.index}.vcf": o for o in radicale.companies}
     assert len(records) == 340  # bob's address book is not among them
     found = catalogue(records)
     assert check_lookups(found, expected, KINDS) > 600
-    # 150 + 150 cards in batches of 40 (4 pages each), then 40 in one
+    # four books of 75 cards in batches of 40 (2 pages each), then 40 in one
     assert [p.pages for p in progress] == list(range(1, 10)) and progress[-1].records == 340
 
     jorg = found.records["contacts:/anna/kunden/000 müller.vcf"]
@@ -159,6 +179,18 @@ async def test_carddav_reads_every_address_book_of_the_user_from_the_server_addr
     assert {raw for r in records for label, raw in r.phones if label == "Other"} <= set(GARBAGE)
 
 
+async def test_carddav_connected_synced_and_callers_recognised(radicale: Radicale, runtime: Runtime) -> None:
+    slug, connected = await connect(runtime, "carddav", settings(f"{radicale.url}/anna/kunden/"))
+
+    kunden = {record_id(p): p for p in radicale.people if book_of(p) == "kunden"}
+    assert connected.run is not None and connected.run.records == len(kunden) == 75
+    assert check_callers(runtime, slug, kunden, KINDS) > 120
+    jorg = who_calls(runtime, slug, "+49 151 21100000")[0]
+    assert jorg["fields"]["DisplayName"] == "Jörg Müller" and jorg["fields"]["company"].startswith("Bäckerei Groß")
+    assert [n["value"] for n in jorg["notification"]] == ["Jörg Müller", jorg["fields"]["company"], "jörg.0@example.de"]
+    assert [s["url"] for s in jorg["scripts"]] == [f"{radicale.url}/anna/kunden/000%20m%C3%BCller.vcf"]
+
+
 async def test_carddav_reads_only_the_address_book_whose_link_was_given(radicale: Radicale) -> None:
     connector = build_connector(carddav_preset(), settings(f"{radicale.url}/anna/lieferanten/"), page_size=15)
     records, progress = await fetch_all(connector)
@@ -175,11 +207,8 @@ async def test_carddav_connection_test_counts_the_cards_and_shows_one(radicale: 
     finally:
         await connector.aclose()
     assert result.count == 340 and result.object_types == ["contacts"]
-    assert result.sample is not None and result.sample.fields["address_book"] in (
-        "Kunden",
-        "Interessenten",
-        "Lieferanten & Händler",
-    )
+    assert result.sample is not None
+    assert result.sample.fields["address_book"] in [*BOOKS.values(), "Lieferanten & Händler"]
 
 
 async def test_carddav_wrong_password_is_reported_without_the_password(radicale: Radicale) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import pytest
 from hypothesis import HealthCheck, Phase, find
 from hypothesis import settings as hypothesis_settings
@@ -131,16 +130,13 @@ def test_script_only_preset_asks_for_nothing_and_needs_no_crm_data(file_name: st
 def test_the_loader_finds_every_preset_file() -> None:
     load_presets.cache_clear()
     keys = set(load_presets())
-    assert keys == {name.removesuffix(".toml") for name in PRESET_FILES}
+    files = {e.name.removesuffix(".toml") for e in PRESET_DIR.iterdir() if e.name.endswith(".toml") and e.is_file()}
+    assert keys == files
 
 
 def test_switchboard_presets_list_shows_every_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from core.cli import main
-    from core.cli.base import cli
 
-    with click.Context(cli) as ctx:
-        if "presets" not in cli.list_commands(ctx):
-            pytest.skip("`switchboard presets` is not there yet; the loader test above covers the catalogue")
     keys = {name.removesuffix(".toml") for name in PRESET_FILES}
     base = ["--data-dir", str(tmp_path), "--database-url", f"sqlite:///{tmp_path / 'sb.db'}"]
 

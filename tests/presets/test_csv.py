@@ -16,6 +16,7 @@ from starlette.routing import Route
 from core.connector import build_connector
 from core.errors import ConnectorError, InvalidInput
 from core.presets import Preset, parse_preset
+from core.runtime import Runtime
 from presets.csv_file import (
     CSV_DIR_ENV,
     detect_delimiter,
@@ -26,6 +27,7 @@ from presets.csv_file import (
     sample_record,
 )
 from tests.crm.server import serve
+from tests.presets.end_to_end import check_callers, connect, who_calls
 from tests.presets.messy_numbers import Person, catalogue, check_lookups, fetch_all, make_people
 
 KINDS = ("work", "mobile", "home", "other", "fax")
@@ -101,6 +103,22 @@ async def test_csv_file_in_utf8_with_bom_dutch_columns_and_semicolons(csv_dir: P
     assert [label for label, _ in jorg.phones] == ["Telefoon", "Mobiel", "Telefoon overig"]
     lukasz = found.records["rows:id:K-10003"]
     assert (lukasz.fields["DisplayName"], lukasz.fields["company"]) == ("Łukasz Øster", "Société Générale")
+
+
+async def test_csv_connected_synced_and_callers_recognised(runtime: Runtime, csv_dir: Path) -> None:
+    people = make_people(120, seed=24)
+    (csv_dir / "klanten.csv").write_text(write_csv(DUTCH, [row(p, note=True) for p in people], delimiter=";"))
+    values = {"source": "klanten.csv", "popup_url": "https://crm.example.com/klanten/{Klantnummer}"}
+
+    slug, connected = await connect(runtime, "csv", values)
+
+    assert connected.run is not None and connected.run.records == 120
+    assert connected.test is not None and connected.test.count == 120
+    assert check_callers(runtime, slug, {f"rows:id:K-{10_000 + p.index}": p for p in people}, KINDS) > 200
+    jorg = who_calls(runtime, slug, min(people[0].numbers(["work"])))[0]  # dialled in E.164 this time
+    assert jorg["fields"]["DisplayName"] == "Jörg Müller"
+    assert jorg["notification"][0]["value"] == "Jörg Müller"
+    assert [s["url"] for s in jorg["scripts"]] == ["https://crm.example.com/klanten/K-10000"]
 
 
 async def test_csv_from_a_web_address_in_windows_1252_with_german_columns() -> None:
