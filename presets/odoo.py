@@ -12,7 +12,8 @@ contacts or companies); this module does what the declarative engine cannot:
 - Pages are ``search_read`` calls ordered by id, each continuing after the last id seen, so records created or
   deleted during a sync cannot shift a page.
 - Odoo answers ``false`` for any empty field (a phone, an e-mail, a many2one); it is read as empty, never as
-  the text "false".
+  the text "false". A partner without a name (a company's invoice or delivery address) is shown by its
+  ``display_name``.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class OdooConnector:
     ) -> AsyncIterator[tuple[int, list[FetchedRecord]]]:
         model = str(obj.path)
         available = await self.fields(model)
-        wanted = sorted(name for name in requested_fields(obj) if name in available)
+        wanted = sorted(name for name in {*requested_fields(obj), "display_name"} if name in available)
         mapper = self.api.mapper(obj)
         last_id = 0
         for number in itertools.count(1):
@@ -112,7 +113,7 @@ class OdooConnector:
             rows = await self.rpc.call(model, "search_read", params, what=f"page {number} of {obj.type}")
             if not isinstance(rows, list):
                 raise ConnectorError(f"Odoo sent an unexpected answer on page {number} of {obj.type}")
-            records = [r for r in (mapper.map(_unset_false(row)) for row in rows) if r is not None]
+            records = [r for r in (mapper.map(_prepared(row)) for row in rows) if r is not None]
             yield number, records
             ids = [row["id"] for row in rows if isinstance(row, dict) and isinstance(row.get("id"), int)]
             if len(rows) < size or not ids:
@@ -131,11 +132,18 @@ def requested_fields(obj: ObjectType) -> set[str]:
     return {name.split(".")[0].split("[")[0] for name in names}
 
 
-def _unset_false(row: Any) -> Any:
-    """Odoo sends ``false`` for an empty field of any type; as text it would read "false", so it becomes null."""
+def _prepared(row: Any) -> Any:
+    """A row ready for mapping: ``false`` (Odoo's empty value of any type) as null, and a name for every partner.
+
+    Invoice and delivery addresses of a company may have no name of their own; their ``display_name``
+    ("Acme, Invoice Address") names them then.
+    """
     if not isinstance(row, dict):
         return row
-    return {key: None if value is False else value for key, value in row.items()}
+    prepared = {key: None if value is False else value for key, value in row.items()}
+    if not str(prepared.get("name") or "").strip():
+        prepared["name"] = prepared.get("display_name")
+    return prepared
 
 
 def _domain(obj: ObjectType) -> list[Any]:

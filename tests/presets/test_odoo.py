@@ -179,3 +179,17 @@ async def test_odoo_end_to_end_sync_and_lookup(runtime: Runtime, session: Sessio
     assert zoe["notification"][:2] == [{"label": "Name", "value": "Zoë Groß"},
                                        {"label": "Company", "value": "Crème & Brûlée SARL 1"}]  # fmt: skip
     assert zoe["scripts"][0]["url"] == "https://baeckerei.odoo.com/web#id=5001&model=res.partner&view_type=form"
+
+
+async def test_odoo_names_an_address_without_a_name_by_its_display_name() -> None:
+    crm, _ = odoo(17, companies=1)
+    crm.partners.append({"id": 7_001, "name": False, "display_name": "Bäckerei Groß GmbH 0, Rechnungsadresse",
+                         "is_company": False, "parent_id": [1_000, "Bäckerei Groß GmbH 0"], "phone": "089 1234567",
+                         "mobile": False, "email": False, "function": False, "ref": False, "user_id": False,
+                         "active": True})  # fmt: skip
+    with serve(crm.app) as url:
+        records, _ = await fetch_all(build_connector(get_preset("odoo"), settings(url)))
+    address = next(r for r in records if r.record_id == "contacts:7001")
+    assert address.fields["DisplayName"] == "Bäckerei Groß GmbH 0, Rechnungsadresse"
+    assert (address.fields["company"], address.fields["email"]) == ("Bäckerei Groß GmbH 0", "")
+    assert address.phones == [("Phone", "089 1234567")]
