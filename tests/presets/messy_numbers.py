@@ -190,7 +190,6 @@ def check_lookups(
     ``expected`` maps record ids to people; ``kinds`` are the phone kinds the preset fetches, for all records
     or per object type (``{"persons": ("work", ...), ...}``). Returns how many numbers were checked.
     """
-
     kinds_of = _kinds_for(kinds)
     checked = 0
     all_numbers: set[str] = set()
@@ -239,7 +238,7 @@ async def sync_and_look_up(
     Without ``tokens`` it goes the wizard's way (:func:`connect_integration`: check, connection test, store,
     first sync); with OAuth tokens from an earlier sign-in it stores the integration with them and syncs.
     Each number is looked up as the phone system would send it, alternately in E.164 and in national form,
-    and must find exactly its own record, exactly; a number not in the CRM finds nobody.
+    and must find its own record and nothing else, as an exact match; a number not in the CRM finds nobody.
     """
     tenant = make_tenant(session, country=COUNTRY, timezone="Europe/Berlin")
     session.commit()
