@@ -35,6 +35,9 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,7 +62,7 @@ _integration = Integration.__table__  # type: ignore[attr-defined]
 MAX_EXAMPLES = 10
 """Unparsable numbers kept as examples on a run."""
 
-DEFAULT_BATCH_RECORDS = 10_000
+DEFAULT_BATCH_RECORDS = 5_000
 """Records written per transaction."""
 
 DEFAULT_PARALLEL_AFTER = 20_000
@@ -132,6 +135,20 @@ def parse_phone_fields(raws: Sequence[str], country: str) -> list[ParsedField]:
     return parsed
 
 
+def watch_parent(parent: int) -> None:
+    """In the helper process: exit as soon as the sync process is gone (even after ``kill -9``).
+
+    A pool worker whose parent died would otherwise wait on its task queue forever.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 @dataclass(frozen=True, slots=True)
 class _Parsing:
     """A page's new records, their raw phone fields and the parse of those fields under way."""
@@ -142,7 +159,11 @@ class _Parsing:
 
 
 class _Parser:
-    """Runs :func:`parse_phone_fields` in a thread, then (once the run is big) in one helper process."""
+    """Runs :func:`parse_phone_fields` in a thread, then (once the run is big) in one helper process.
+
+    The helper is started with ``spawn`` (safe next to threads); like every ``multiprocessing`` user, a script
+    that runs a sync must keep its top-level code under ``if __name__ == "__main__":``.
+    """
 
     def __init__(self, country: str, parallel_after: int | None) -> None:
         self.country = country
@@ -155,7 +176,12 @@ class _Parser:
         loop = asyncio.get_running_loop()
         self.fields += len(raws)
         if self.pool is None and self.parallel_after is not None and self.fields > self.parallel_after:
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
+            )
         executor: Executor | None = self.pool
         return loop.run_in_executor(executor, parse_phone_fields, raws, self.country)
 
