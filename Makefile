@@ -56,5 +56,8 @@ typecheck: $(VENV)/.installed-test ## mypy --strict on core/
 bench: $(VENV)/.installed-test ## Run the benchmarks and print their tables
 	$(BIN)/python -m tests.bench
 
+screenshots: $(VENV)/.installed-test ## Write SVG screenshots of the admin app (demo data) into docs/screenshots/
+	$(BIN)/python -m tests.tui.screenshots docs/screenshots
+
 clean: ## Remove the virtualenv and caches (not your data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -74,6 +74,7 @@ class IntegrationRow:
     status: Status
     numbers_cached: int
     last_error: str | None = None
+    script_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,7 @@ class Backend:
             status=status,
             numbers_cached=integrations.numbers_cached(session=session, integration=item),
             last_error=last.error if last is not None and status is Status.FAILED else None,
+            script_only=state is None,
         )
 
     def _settings(self, item: Integration) -> list[SettingRow]:

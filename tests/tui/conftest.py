@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -89,17 +88,6 @@ def world(runtime: Runtime) -> World:
         [("Anna de Vries", "+31201234567"), ("Bram Jansen", "+31207654321"), ("Cor Bakker", "+31612345678")],
     )
     return World(runtime, ids[0], admin, member, ids[3], ids[4])
-
-
-async def settle(pilot: Pilot[object]) -> None:
-    """Let every worker finish and every message land (handlers may start more workers)."""
-    app = pilot.app
-    for _ in range(50):
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in app.workers):
-            return
 
 
 def text_of(widget: Widget) -> str:

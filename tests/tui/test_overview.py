@@ -10,7 +10,8 @@ from core.models import CachedNumber, CachedRecord, Integration, Tenant
 from core.services import integrations
 from core.services.audit import Actor
 from tests import factories
-from tests.tui.conftest import World, settle, sqlite_only, text_of
+from tests.tui.conftest import World, sqlite_only, text_of
+from tests.tui.demo import settle
 from tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from tui.screens.main import MainScreen
 from tui.screens.overview import OverviewPane

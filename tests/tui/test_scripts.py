@@ -11,7 +11,8 @@ from core.models import Script, Tenant
 from core.services import scripts
 from core.services.audit import Actor
 from core.services.scripts import ScriptDraft
-from tests.tui.conftest import World, settle, sqlite_only, text_of
+from tests.tui.conftest import World, sqlite_only, text_of
+from tests.tui.demo import settle
 from tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from tui.screens.main import MainScreen
 from tui.screens.script_editor import ScriptEditor

@@ -8,7 +8,8 @@ from textual.widgets import Input
 
 from core.services.users import NOT_ADMIN_MESSAGE
 from tests.factories import PASSWORD
-from tests.tui.conftest import World, settle, sqlite_only, text_of
+from tests.tui.conftest import World, sqlite_only, text_of
+from tests.tui.demo import settle
 from tui.screens.farewell import FarewellScreen
 from tui.screens.main import MainScreen
 from tui.screens.sign_in import NEUTRAL_REFUSAL, SignInScreen

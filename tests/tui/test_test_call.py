@@ -14,7 +14,8 @@ from core.services.audit import Actor
 from core.services.scripts import ScriptDraft
 from core.shim.app import create_app
 from tests.crm import serve
-from tests.tui.conftest import World, settle, sqlite_only, text_of
+from tests.tui.conftest import World, sqlite_only, text_of
+from tests.tui.demo import settle
 from tui.screens.test_call import TestCallPane as CallPane
 
 pytestmark = sqlite_only

@@ -12,7 +12,8 @@ from textual.widgets import Input, SelectionList
 from core.models import Integration, Script, Tenant
 from core.services import integrations, scripts
 from tests.crm import HubSpotEmulator, serve
-from tests.tui.conftest import World, settle, sqlite_only, text_of
+from tests.tui.conftest import World, sqlite_only, text_of
+from tests.tui.demo import settle
 from tui.screens.main import MainScreen
 from tui.screens.overview import OverviewPane
 from tui.screens.wizard import WizardScreen

@@ -50,7 +50,8 @@ def integrations_text(summary: HomeSummary) -> Text:
     for row in summary.integrations:
         text.append_text(status_text(row.status))
         text.append(f" {row.name}", style="bold")
-        text.append(f"  {count(row.numbers_cached, 'number')}  ({row.status.value})\n", style="dim")
+        cached = "scripts only" if row.script_only else count(row.numbers_cached, "number")
+        text.append(f"  {cached}  ({row.status.value})\n", style="dim")
     text.rstrip()
     return text
 

@@ -173,6 +173,7 @@ class MainScreen(ReportsFailures, Screen[None]):
     def show_view(self, view: str) -> None:
         """Switch the right-hand side to ``view`` and load it."""
         self.query_one(ContentSwitcher).current = view
+        self.query_one(PlacesPane).mark(view)
         if view == "home":
             self.query_one(HomePane).load()
         elif view == "activity":
@@ -188,6 +189,7 @@ class MainScreen(ReportsFailures, Screen[None]):
     def show_integration(self, integration_id: int) -> None:
         """Open an integration's overview."""
         self.query_one(ContentSwitcher).current = "overview"
+        self.query_one(PlacesPane).mark("overview")
         self.overview.show_integration(integration_id)
         self.query_one(IntegrationsPane).show(self.rows, current=integration_id)
         self.refresh_bindings()

@@ -207,7 +207,9 @@ class OverviewPane(ReportsFailures, Vertical):
             return
         self.overview = overview = message.overview
         public = overview.integration
-        title = Text.assemble(status_text(overview.status), " ", (public.name, "bold"), f"  ({overview.preset_name})")
+        title = Text.assemble(status_text(overview.status), " ", (public.name, "bold"))
+        if overview.preset_name != public.name:
+            title.append(f"  ({overview.preset_name})", style="dim")
         self.query_one("#overview-title", Static).update(title)
         self.query_one("#overview-status", Static).update(status_table(overview, self.switchboard.clock()))
         values = history_values(overview)

@@ -101,6 +101,11 @@ class PlacesPane(Vertical):
         """One option per place."""
         yield OptionList(*(Option(label, id=key) for key, label in PLACES), id="place-list")
 
+    def mark(self, view: str) -> None:
+        """Highlight the place on show (none while an overview is)."""
+        keys = [key for key, _ in PLACES]
+        self.query_one(OptionList).highlighted = keys.index(view) if view in keys else None
+
     @on(OptionList.OptionSelected, "#place-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()

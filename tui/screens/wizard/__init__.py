@@ -104,6 +104,8 @@ class WizardScreen(ReportsFailures, Screen[int | None]):
             self.query_one(ScriptsStep).build(state)
         elif step == "review":
             self.query_one(ReviewStep).build(state)
+        elif step == "preset" and state.preset is not None:
+            self.query_one(PresetStep).select(state.preset.key)
         self.query_one(ContentSwitcher).current = step
         self.query_one(Ribbon).show(state, step)
         self._update_buttons()
@@ -127,7 +129,6 @@ class WizardScreen(ReportsFailures, Screen[int | None]):
         self.query_one("#back", Button).disabled = self.step == steps[0]
         label = ("Save" if self.state.editing is not None else "Finish") if last else "Next >"
         self.query_one("#next", Button).label = label
-        self.query_one("#next", Button).disabled = self.step == "preset" and self.state.preset is None
         hint = ""
         if self.state.script_only and self.step in ("scripts", "review"):
             hint = f"{self.state.preset.name if self.state.preset else ''} has no API: steps 2 and 3 are skipped."
@@ -159,7 +160,9 @@ class WizardScreen(ReportsFailures, Screen[int | None]):
     async def action_next(self) -> None:
         """Next step, or Finish/Save on the last."""
         steps = self.state.steps()
-        if self.step == steps[-1]:
+        if self.step == "preset":
+            self.query_one(PresetStep).choose_highlighted()
+        elif self.step == steps[-1]:
             self.finish()
         else:
             await self.go(steps[steps.index(self.step) + 1])

@@ -80,7 +80,8 @@ class PresetStep(Vertical):
         self.refill(event.value)
 
     @on(Input.Submitted, "#preset-search")
-    def _choose_first(self) -> None:
+    def choose_highlighted(self) -> None:
+        """Choose the highlighted preset (Enter in the search box, or Next)."""
         options = self.query_one("#preset-list", OptionList)
         if options.highlighted is not None:
             option = options.get_option_at_index(options.highlighted)
