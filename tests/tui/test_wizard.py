@@ -243,3 +243,71 @@ async def test_edit_fills_steps_two_to_four_and_keeps_the_stored_secret(world: W
     }
     assert item.version == 2
     assert scripts  # the scripts service is what saved them (nothing else writes)
+
+
+@sqlite_only
+async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_tokens(world: World) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+    from sqlmodel import Session as DbSession
+
+    from core.db import session_scope
+    from core.services import oauth
+    from tests.core.test_oauth import CLIENT_ID, CLIENT_SECRET
+    from tests.core.test_oauth import TENANT as SO_TENANT
+    from tests.crm.superoffice import SuperOfficeEmulator
+
+    emulator = SuperOfficeEmulator(
+        tenant=SO_TENANT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        persons=[{"personId": 501, "contactId": 1, "fullName": "Pieter Post", "retired": False,
+                  "personDirectPhone/formattedNumber": "+31 20 555 0199"}],
+    )  # fmt: skip
+    with serve(emulator.app) as url:
+        app = world.app()
+        async with app.run_test(size=(100, 40)) as pilot:
+            await settle(pilot)
+            await _choose(pilot, "superoffice")
+            wizard = _wizard(pilot)
+            for name, value in {
+                "tenant": SO_TENANT,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "login_url": f"{url}/login/common/oauth",
+                "api_base_url": f"{url}/{SO_TENANT}/api/v1",
+            }.items():
+                await _type(pilot, f"#setting-{name}", value)
+            await pilot.click("#oauth-start")
+            await settle(pilot)
+            shown = text_of(wizard.query_one("#oauth-url"))
+            assert "Open this address in your browser" in shown
+            assert "Waiting for you to sign in" in text_of(wizard.query_one("#oauth-status"))
+            address = wizard.query_one(ConfigStep).sign_in_url
+            assert address is not None and address.startswith(url)
+
+            async with httpx.AsyncClient() as browser:  # the admin signs in; the CRM redirects to the shim
+                redirect = (await browser.get(address)).headers["location"]
+            answer = {k: v[0] for k, v in parse_qs(urlsplit(redirect).query).items()}
+            with session_scope(world.runtime.engine) as session:  # what the shim's /oauth/callback does
+                await oauth.complete_authorization(
+                    session=session, box=world.runtime.box, state=answer["state"], code=answer["code"]
+                )
+            for _ in range(60):  # the wizard looks every two seconds
+                await pilot.pause(0.1)
+                if "Signed in" in text_of(wizard.query_one("#oauth-status")):
+                    break
+            assert "Signed in to SuperOffice" in text_of(wizard.query_one("#oauth-status"))
+
+            await pilot.click("#test-connection")
+            await settle(pilot)
+            assert "Pieter Post" in text_of(wizard.query_one("#test-sample"))
+            await pilot.press("ctrl+n", "ctrl+n", "ctrl+n")
+            await settle(pilot)
+            assert wizard.step == "review"
+            await pilot.press("ctrl+n")
+            await settle(pilot)
+            assert isinstance(app.screen, MainScreen)
+    item = next(i for i in _integrations(world) if i.preset == "superoffice")
+    assert oauth.read_tokens(integration=item, box=world.runtime.box).get("access_token") == emulator.access_token
+    with DbSession(world.runtime.engine) as session:
+        assert CLIENT_SECRET not in repr(session.get(Integration, item.id))

@@ -14,13 +14,17 @@ from rich.text import Text
 from textual import on, work
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Button, Input, Select, Static
 
 from core.connector import ConnectionTest
 from core.errors import SwitchboardError
-from core.presets import Preset, Setting, validate_settings
+from core.models import OAuthStatus
+from core.presets import OAuth2AuthorizationCode, Preset, Setting, validate_settings
+from core.services.oauth import AuthorizationStatus, PendingAuthorization
+from tui.formatting import local_time
 from tui.messages import ReportsFailures, WorkFailed
 from tui.widgets.fields import FormField
 
@@ -90,10 +94,27 @@ class ConfigStep(ReportsFailures, VerticalScroll):
 
         test: ConnectionTest
 
+    @dataclass
+    class SignInStarted(Message):
+        """The CRM's sign-in address is ready."""
+
+        pending: PendingAuthorization
+
+    @dataclass
+    class SignInStatus(Message):
+        """How the sign-in ``state`` stands."""
+
+        state: str
+        status: AuthorizationStatus
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.preset: Preset | None = None
         self.kept: frozenset[str] = frozenset()
+        self._waiting_for: str | None = None
+        self._poll: Timer | None = None
+        self.sign_in_url: str | None = None
+        """The CRM's sign-in address while the wizard waits for the sign-in."""
 
     @property
     def switchboard(self) -> SwitchboardApp:
@@ -111,6 +132,16 @@ class ConfigStep(ReportsFailures, VerticalScroll):
             Static(f"Connect {preset.name}: {preset.description}", id="config-intro", markup=False)
         ]
         widgets += [self._field(setting, state.settings.get(setting.name, "")) for setting in preset.settings]
+        if isinstance(preset.auth, OAuth2AuthorizationCode):
+            widgets += [
+                Horizontal(
+                    Button(f"Sign in to {preset.name}", id="oauth-start"),
+                    Button("Copy address", id="oauth-copy", disabled=True),
+                    Static(self._sign_in_hint(state), id="oauth-status", markup=False),
+                    id="oauth-row",
+                ),
+                Static("", id="oauth-url", markup=False),
+            ]
         widgets.append(
             Horizontal(
                 Button("Test connection", id="test-connection", variant="primary"),
@@ -189,6 +220,83 @@ class ConfigStep(ReportsFailures, VerticalScroll):
         field.control.focus()
         return True
 
+    # --- OAuth sign-in ---------------------------------------------------------------------------------------
+
+    def _sign_in_hint(self, state: WizardState) -> str:
+        if state.oauth_state is not None:
+            return "Signed in."
+        if state.editing is not None:
+            return "Signed in earlier; sign in again only if you changed the credentials."
+        assert state.preset is not None
+        return f"{state.preset.name} asks you to sign in and allow switchboard to read your data."
+
+    @on(Button.Pressed, "#oauth-start")
+    def start_sign_in(self) -> None:
+        """Check the form, then start the sign-in at the CRM."""
+        if not self.check() or self.preset is None:
+            return
+        self.query_one("#oauth-start", Button).disabled = True
+        self.begin_sign_in(self.preset.key, self.values())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="oauth")
+    def begin_sign_in(self, preset_key: str, values: dict[str, str]) -> None:
+        """Ask core for the CRM's sign-in address and a state to wait on."""
+        app = self.switchboard
+        self.post_message(self.SignInStarted(app.backend.begin_sign_in(app.require_identity(), preset_key, values)))
+
+    def on_config_step_sign_in_started(self, message: SignInStarted) -> None:
+        """Show the address and wait, looking every two seconds."""
+        pending = message.pending
+        self.screen.state.oauth_state = None  # type: ignore[attr-defined]
+        self._waiting_for = pending.state
+        self.sign_in_url = pending.url
+        self.query_one("#oauth-copy", Button).disabled = False
+        self.query_one("#oauth-url", Static).update(
+            f"Open this address in your browser and sign in:\n{pending.url}\n\nThe CRM then sends your browser "
+            f"back to {pending.redirect_uri} (switchboard serve must be running there)."
+        )
+        until = local_time(pending.expires_at, "UTC").split(" ")[1]
+        self.query_one("#oauth-status", Static).update(Text(f"Waiting for you to sign in (until {until} UTC)…"))
+        if self._poll is not None:
+            self._poll.stop()
+        self._poll = self.set_interval(2.0, self._look)
+
+    @on(Button.Pressed, "#oauth-copy")
+    def copy_address(self) -> None:
+        """Put the sign-in address on the clipboard (terminals pass it on, over SSH too)."""
+        if self.sign_in_url:
+            self.app.copy_to_clipboard(self.sign_in_url)
+            self.notify("The sign-in address is on your clipboard: paste it into your browser.", title="Copied")
+
+    def _look(self) -> None:
+        if self._waiting_for is not None:
+            self.sign_in_status(self._waiting_for)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="oauth-status")
+    def sign_in_status(self, state: str) -> None:
+        """How the sign-in stands."""
+        app = self.switchboard
+        self.post_message(self.SignInStatus(state, app.backend.sign_in_status(app.require_identity(), state)))
+
+    def on_config_step_sign_in_status(self, message: SignInStatus) -> None:
+        """Done, failed or still waiting: say which."""
+        status = message.status
+        if message.state != self._waiting_for or not status.finished:
+            return
+        if self._poll is not None:
+            self._poll.stop()
+        self._waiting_for = None
+        self.query_one("#oauth-start", Button).disabled = False
+        if status.status is OAuthStatus.COMPLETED:
+            self.screen.state.oauth_state = message.state  # type: ignore[attr-defined]
+            self.query_one("#oauth-url", Static).update("")
+            self.query_one("#oauth-copy", Button).disabled = True
+            self.query_one("#oauth-status", Static).update(
+                Text(f"Signed in to {status.crm}. Test the connection next.", style="green")
+            )
+        else:
+            self.query_one("#oauth-status", Static).update(Text(status.error or "The sign-in failed.", style="red"))
+
     # --- connection test -------------------------------------------------------------------------------------
 
     @on(Button.Pressed, "#test-connection")
@@ -225,6 +333,13 @@ class ConfigStep(ReportsFailures, VerticalScroll):
 
     def on_work_failed(self, message: WorkFailed) -> None:
         """The CRM's refusal in plain words, next to the button (and at the field it concerns)."""
+        if message.group == "oauth":
+            message.stop()
+            self.query_one("#oauth-start", Button).disabled = False
+            if isinstance(message.error, SwitchboardError):
+                self.show_field_error(message.error)
+            self.query_one("#oauth-status", Static).update(Text(f"{message.title}: {message.text}", style="red"))
+            return
         if message.group != "test-connection":
             return
         message.stop()
