@@ -36,8 +36,6 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -50,7 +48,8 @@ from sqlalchemy.engine import Connection, Engine
 from core.connector.base import Connector, FetchedRecord, PageProgress
 from core.errors import NotFound, SwitchboardError
 from core.models import CachedNumber, CachedRecord, Integration, SyncOutcome, SyncRun, SyncRunPublic, Tenant, utcnow
-from core.numbers import split_numbers, suffix_key
+from core.numbers import suffix_key
+from core.sync_worker import ParsedField, parse_phone_fields, watch_parent
 
 log = logging.getLogger("core.sync")
 
@@ -65,7 +64,7 @@ MAX_EXAMPLES = 10
 DEFAULT_BATCH_RECORDS = 5_000
 """Records written per transaction."""
 
-DEFAULT_PARALLEL_AFTER = 20_000
+DEFAULT_PARALLEL_AFTER = 2_000
 """Phone fields normalised in this process; beyond, a helper process takes over (``None``: never)."""
 
 PIPELINE_DEPTH = 8
@@ -120,33 +119,6 @@ class SyncOptions:
 
 
 # --- normalising (runs in a worker thread or a helper process) ----------------------------------------------
-
-ParsedField = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
-"""One phone field parsed: ``((e164, raw piece), ...)`` for each matchable number, and the unparsable pieces."""
-
-
-def parse_phone_fields(raws: Sequence[str], country: str) -> list[ParsedField]:
-    """Split and normalise each raw phone field; internal numbers are left out (they are never matched)."""
-    parsed: list[ParsedField] = []
-    for raw in raws:
-        numbers, unparsed = split_numbers(raw, country=country)
-        found = tuple((n.e164, n.raw) for n in numbers if n.e164 is not None and not n.internal)
-        parsed.append((found, tuple(unparsed)))
-    return parsed
-
-
-def watch_parent(parent: int) -> None:
-    """In the helper process: exit as soon as the sync process is gone (even after ``kill -9``).
-
-    A pool worker whose parent died would otherwise wait on its task queue forever.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 @dataclass(frozen=True, slots=True)
