@@ -450,7 +450,9 @@ def _sentence(message: str) -> str:
 def take_tokens(*, session: Session, box: SecretBox, tenant: Tenant, state: str) -> dict[str, str]:
     """The tokens of the tenant's completed sign-in ``state``, for the new integration; they can be taken once.
 
-    Runs in the caller's transaction: if creating the integration fails and rolls back, they can be taken again.
+    Runs in the caller's transaction: if creating the integration fails and rolls back, they can be taken again
+    (which also lets the wizard borrow them for a connection test: take, test, roll back, then
+    :func:`keep_renewed_tokens` if the test renewed them).
     Raises ``InvalidInput`` (field ``state``) while the sign-in is pending, or when it failed, expired or was
     already used; ``NotFound`` for an unknown state or another tenant's.
     """
@@ -462,6 +464,22 @@ def take_tokens(*, session: Session, box: SecretBox, tenant: Tenant, state: str)
     if not _transition(session, row.id or 0, OAuthStatus.COMPLETED, OAuthStatus.USED, tokens=""):
         raise InvalidInput(_used_message(OAuthStatus.USED, status.crm), field="state")
     return tokens
+
+
+def keep_renewed_tokens(
+    *, session: Session, box: SecretBox, tenant: Tenant, state: str, tokens: Mapping[str, str]
+) -> None:
+    """Replace a completed sign-in's tokens with ones renewed while they were borrowed (in the caller's transaction).
+
+    A connection test before saving may renew the access token; where the CRM retires a refresh token once it is
+    used (Exact Online does), the sign-in must keep the new one, or saving would store a dead refresh token.
+    """
+    row = _find(session, state, tenant=tenant)
+    status = _status_of(row, utcnow())
+    if status.status is not OAuthStatus.COMPLETED:
+        raise InvalidInput(_not_ready_message(status), field="state")
+    clean = _clean_tokens({**box.open(row.tokens), **tokens})
+    _transition(session, row.id or 0, OAuthStatus.COMPLETED, OAuthStatus.COMPLETED, tokens=box.seal(clean))
 
 
 def _not_ready_message(status: AuthorizationStatus) -> str:

@@ -25,6 +25,7 @@ from core.services.oauth import (
     CALLBACK_PATH,
     begin_authorization,
     complete_authorization,
+    keep_renewed_tokens,
     purge_authorizations,
     read_tokens,
     store_tokens,
@@ -403,6 +404,31 @@ async def test_tokens_of_changed_credentials_are_no_longer_used(
     assert read_tokens(integration=integration, box=runtime.box) == {}
     with pytest.raises(ConnectorError, match="SuperOffice is not connected yet: sign in to SuperOffice"):
         await fetch_all(connector_for(integration, runtime))  # type: ignore[arg-type]
+
+
+async def test_tokens_borrowed_for_a_connection_test_keep_what_the_test_renewed(
+    runtime: Runtime, session: Session, crm: tuple[SuperOfficeEmulator, str]
+) -> None:
+    emulator, url = crm
+    tenant = make_tenant(session)
+    state, address = begin(session, runtime, tenant, url)
+    with pytest.raises(InvalidInput, match="not finished yet"):
+        keep_renewed_tokens(session=session, box=runtime.box, tenant=tenant, state=state, tokens={"access_token": "x"})
+    answer = await sign_in(address)
+    await complete_authorization(session=session, box=runtime.box, state=state, code=answer["code"])
+    borrowed = take_tokens(session=session, box=runtime.box, tenant=tenant, state=state)
+    session.rollback()  # the wizard's connection test only borrows them
+    renewed: dict[str, str] = {}
+    connector = build_connector(get_preset("superoffice"), so_settings(url), tokens=borrowed, on_tokens=renewed.update,
+                                sleep=NoSleep(), clock=lambda: time.time() + 3600)  # fmt: skip
+    await fetch_all(connector)
+    assert renewed["access_token"] == emulator.access_token != borrowed["access_token"]
+    keep_renewed_tokens(session=session, box=runtime.box, tenant=tenant, state=state, tokens=renewed)
+    session.commit()
+    kept = take_tokens(session=session, box=runtime.box, tenant=tenant, state=state)
+    assert kept["access_token"] == emulator.access_token and kept["refresh_token"] == borrowed["refresh_token"]
+    with pytest.raises(InvalidInput, match="already stored"):
+        keep_renewed_tokens(session=session, box=runtime.box, tenant=tenant, state=state, tokens=renewed)
 
 
 def test_storing_nothing_is_refused(runtime: Runtime, session: Session) -> None:
