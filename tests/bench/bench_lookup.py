@@ -6,8 +6,14 @@ for the cache. The server is ``switchboard serve`` with only the HTTP shim, in i
 from a raw asyncio HTTP/1.1 client (keep-alive, 32 connections) in another process, so the client costs little
 and measures the server. Its ceiling is measured against a trivial asyncio responder.
 
+The lookups mix hits (70% in the big tenant, 10% in small ones) and misses (which also try a partial match) over
+40,000 distinct numbers, more than ``core.numbers`` keeps parsed, so nearly every lookup parses its number as it
+would for real callers. Each row is preceded by a warm-up; /healthz and lookups alternate over two rounds.
+
 Figures (the issue's targets): lookup throughput >= 60% of the same server's ``/healthz`` throughput, p99 of
-lookups under 32 concurrent clients <= 20 ms, zero errors, ready within 3 s of start, RSS <= 500 MB.
+lookups under 32 concurrent clients <= 20 ms, zero errors, ready within 3 s of start, RSS <= 500 MB. The table
+also gives the server's CPU time per request (from /proc): on a machine shared with other work, throughput and
+latency move with the neighbours' load, CPU time per request much less so.
 
 Run: ``make bench`` or ``python -m tests.bench lookup``. ``python -m tests.bench.bench_lookup --quick`` builds a
 smaller cache.
