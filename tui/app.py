@@ -15,7 +15,7 @@ from core.services.users import NOT_ADMIN_MESSAGE, Identity
 from tui.backend import Backend
 from tui.commands import SwitchboardCommands
 from tui.messages import WorkFailed
-from tui.screens.dialogs import ErrorDialog
+from tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from tui.screens.farewell import FarewellScreen
 from tui.screens.main import MainScreen
 from tui.screens.sign_in import SignInScreen
@@ -74,6 +74,24 @@ class SwitchboardApp(App[int]):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
+
+    async def action_quit(self) -> None:
+        """Quit; while a sync runs here, ask first (the sync stops, the previous cache stays)."""
+        from tui.screens.overview import OverviewPane
+
+        panes = [pane for screen in self.screen_stack for pane in screen.query(OverviewPane)]
+        syncing = [pane for pane in panes if pane.syncing is not None]
+        if not syncing:
+            self.exit(0)
+            return
+        dialog = ConfirmDialog(
+            "Quit while syncing?",
+            "A sync is running in this session. Quitting stops it; the cache keeps its previous numbers and the "
+            "next scheduled sync runs as usual.",
+            confirm="Quit anyway",
+            danger=True,
+        )
+        self.push_screen(dialog, lambda leave: self.exit(0) if leave else None)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         """The one place failures reach the admin: a dialog with title and message (a notification if quiet)."""

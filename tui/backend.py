@@ -244,8 +244,9 @@ class Backend:
         """The tenant's configuration changes, newest first."""
         with self._session() as session:
             tenant = self._tenant(session, identity)
-            events = audit.list_events(session=session, tenant_id=identity.tenant_id, limit=limit)
-            return Activity(events=events, timezone=tenant.timezone)
+            events = audit.list_events(session=session, tenant_id=identity.tenant_id, limit=limit * 2)
+            changes = [event for event in events if not event.action.startswith(ACCESS_PREFIXES)]
+            return Activity(events=changes[:limit], timezone=tenant.timezone)
 
     def test_call(self, identity: Identity, caller_number: str, ddi_number: str | None = None) -> dict[str, Any]:
         """What the HTTP shim would answer for this call, as the same JSON-ready data."""
@@ -427,6 +428,12 @@ class Backend:
                 session.rollback()  # only borrowed for the test: Finish takes them for good
         checked = setup.check_values(preset, settings)
         check = asyncio.run(setup.check_connection(preset=preset, values=checked, tokens=tokens or None))
+        if oauth_state is not None and tokens is not None and check.tokens != tokens:
+            with self._session() as session:  # the test renewed them: Finish must store the new ones
+                tenant = self._tenant(session, identity)
+                oauth.keep_renewed_tokens(
+                    session=session, box=self.runtime.box, tenant=tenant, state=oauth_state, tokens=check.tokens
+                )
         return ConnectionTest(check.count, check.sample, list(check.object_types))
 
     def begin_sign_in(self, identity: Identity, preset_key: str, values: dict[str, str]) -> oauth.PendingAuthorization:
@@ -560,6 +567,9 @@ class Backend:
                 field="version",
             )
 
+
+ACCESS_PREFIXES = ("ssh.",)
+"""Audit actions that record access (connections, sign-ins), not configuration changes."""
 
 FAILED_OUTCOMES = frozenset({SyncOutcome.FAILED, SyncOutcome.SUSPICIOUS})
 """A sync that ended like this leaves the previous cache in place and marks the integration as failing."""

@@ -254,12 +254,12 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
 
     from core.db import session_scope
     from core.services import oauth
-    from tests.core.test_oauth import CLIENT_ID, CLIENT_SECRET
-    from tests.core.test_oauth import TENANT as SO_TENANT
     from tests.crm.superoffice import SuperOfficeEmulator
 
+    so_tenant, client_id, client_secret = "Cust4711", "a1b2c3d4e5f6", "app-secret-do-not-show-9f8e7d"
+
     emulator = SuperOfficeEmulator(
-        tenant=SO_TENANT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        tenant=so_tenant, client_id=client_id, client_secret=client_secret,
         persons=[{"personId": 501, "contactId": 1, "fullName": "Pieter Post", "retired": False,
                   "personDirectPhone/formattedNumber": "+31 20 555 0199"}],
     )  # fmt: skip
@@ -270,11 +270,11 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
             await _choose(pilot, "superoffice")
             wizard = _wizard(pilot)
             for name, value in {
-                "tenant": SO_TENANT,
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
+                "tenant": so_tenant,
+                "client_id": client_id,
+                "client_secret": client_secret,
                 "login_url": f"{url}/login/common/oauth",
-                "api_base_url": f"{url}/{SO_TENANT}/api/v1",
+                "api_base_url": f"{url}/{so_tenant}/api/v1",
             }.items():
                 await _type(pilot, f"#setting-{name}", value)
             await pilot.click("#oauth-start")
@@ -310,4 +310,21 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
     item = next(i for i in _integrations(world) if i.preset == "superoffice")
     assert oauth.read_tokens(integration=item, box=world.runtime.box).get("access_token") == emulator.access_token
     with DbSession(world.runtime.engine) as session:
-        assert CLIENT_SECRET not in repr(session.get(Integration, item.id))
+        assert client_secret not in repr(session.get(Integration, item.id))
+
+
+@sqlite_only
+async def test_the_wizard_follows_the_terminal_size(world: World) -> None:
+    app = world.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        ribbon = app.screen.query_one("#ribbon-config")
+        assert text_of(ribbon).strip() == "2 Configuration"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert text_of(ribbon).strip() == "2 CRM configuration"
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert text_of(ribbon).strip() == "2 Configuration"

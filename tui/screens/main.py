@@ -56,6 +56,7 @@ class MainScreen(ReportsFailures, Screen[None]):
         Binding("d", "enable", "Enable"),
         Binding("delete", "delete", "Delete"),
         Binding("h", "show_view('home')", "Home", show=False),
+        Binding("escape", "show_view('home')", "Home", show=False),
         Binding("l", "show_view('activity')", "Activity", show=False),
         Binding("t", "show_view('test-call')", "Test call", show=False),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
@@ -78,6 +79,7 @@ class MainScreen(ReportsFailures, Screen[None]):
         super().__init__()
         self.marker: int | None = None
         self.rows: list[IntegrationRow] = []
+        self.poll_failing = False
 
     def compose(self) -> ComposeResult:
         """Header, sidebar and views, footer."""
@@ -147,6 +149,9 @@ class MainScreen(ReportsFailures, Screen[None]):
 
     def on_main_screen_polled(self, message: Polled) -> None:
         """Reload when anything changed since the last look."""
+        if self.poll_failing:
+            self.poll_failing = False
+            self.notify("The database answers again.", title="Back")
         first = self.marker is None
         changed = message.marker != self.marker
         self.marker = message.marker
@@ -160,7 +165,11 @@ class MainScreen(ReportsFailures, Screen[None]):
 
     def on_work_failed(self, message: WorkFailed) -> None:
         """A newer version elsewhere: reload so the admin sees it; a vanished integration: go home."""
-        if isinstance(message.error, StaleUpdate):
+        if message.group == "poll":
+            if self.poll_failing:
+                message.stop()  # said once already; the next success says it is back
+            self.poll_failing = True
+        elif isinstance(message.error, StaleUpdate):
             self.reload()
         elif isinstance(message.error, NotFound) and message.group == "overview":
             message.stop()
