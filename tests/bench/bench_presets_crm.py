@@ -9,31 +9,24 @@ latency, so the requests column is what a real sync pays in round trips; the emu
 process (sharing its GIL), so records per second is a lower bound for the client side. Phone numbers are not
 normalised here (that is the sync's cost).
 
-The servers run as in the tests (``tests.crm.server.serve``) but on a listening socket created with
-``IPPROTO_TCP``: asyncio enables ``TCP_NODELAY`` on accepted connections only then, and without it a response
-written in two segments waits ~40 ms for the client's delayed ACK (the emulators that send rate-limit headers
-hit that on every page, which would measure the test harness rather than the preset).
-
 Run: ``make bench`` or ``python -m tests.bench presets_crm``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core.connector import Connector, build_connector, get_preset
-from tests.crm import server
 from tests.crm.base import EmulatedCrm
 from tests.crm.capsule import CapsuleEmulator
 from tests.crm.close import CloseEmulator
 from tests.crm.copper import CopperEmulator
 from tests.crm.odoo import OdooEmulator
+from tests.crm.server import serve
 from tests.crm.sugarcrm import SugarEmulator
 from tests.crm.superoffice import SuperOfficeEmulator
 from tests.crm.zendesk_sell import ZendeskSellEmulator
@@ -100,27 +93,8 @@ async def _drain(connector: Connector) -> int:
     return count
 
 
-@contextlib.contextmanager
-def _serve_nodelay(app: Any) -> Iterator[str]:
-    """``tests.crm.server.serve`` with a listening socket whose accepted connections get ``TCP_NODELAY``."""
-    original = server.socket.socket
-
-    def tcp_socket(family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> socket.socket:
-        if family == socket.AF_INET and type == socket.SOCK_STREAM and proto in (-1, 0) and fileno is None:
-            proto = socket.IPPROTO_TCP
-        return original(family, type, proto, fileno)
-
-    server.socket.socket = tcp_socket  # type: ignore[assignment,misc]
-    try:
-        with server.serve(app) as url:
-            server.socket.socket = original  # type: ignore[misc]
-            yield url
-    finally:
-        server.socket.socket = original  # type: ignore[misc]
-
-
 def _measure(case: Case) -> tuple[str, int, float, int]:
-    with _serve_nodelay(case.crm.app) as url:
+    with serve(case.crm.app) as url:
         kwargs: dict[str, Any] = {"tokens": case.tokens} if case.tokens else {}
         connector = build_connector(get_preset(case.key), case.settings(url), **kwargs)
         started = time.perf_counter()
