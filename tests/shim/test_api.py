@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -231,3 +232,32 @@ def test_nothing_the_client_sends_is_logged_with_tenant_data(
     lookup(client, world.acme_token, "garbage")
     text = caplog.text
     assert world.acme_token not in text and "0201234567" not in text and "garbage" not in text
+
+
+def test_many_concurrent_lookups_all_get_their_own_answer(shim: ServerThread, world: World) -> None:
+    async def load() -> list[tuple[str, int, list[str]]]:
+        async with httpx.AsyncClient(base_url=shim.url, timeout=30) as client:
+
+            async def one(token: str, number: str) -> tuple[str, int, list[str]]:
+                response = await client.get("/v1/lookup", params={"number": number}, headers=bearer(token))
+                return token, response.status_code, [m["record_id"] for m in response.json()["matches"]]
+
+            calls = [
+                one(token, number)
+                for _ in range(25)
+                for token in (world.acme_token, world.globex_token)
+                for number in ("+31201234567", "0612345678", "0207654321")
+            ]
+            return await asyncio.gather(*calls)
+
+    expected = {
+        (world.acme_token, "+31201234567"): ["acme-1"],
+        (world.acme_token, "0612345678"): ["acme-1"],
+        (world.globex_token, "+31201234567"): ["globex-1"],
+    }
+    results = asyncio.run(load())
+    assert len(results) == 150 and all(status == 200 for _, status, _ in results)
+    seen = {(token, ids[0] if ids else None) for token, _, ids in results}
+    assert seen == {(world.acme_token, "acme-1"), (world.acme_token, None), (world.globex_token, "globex-1"),
+                    (world.globex_token, None)}  # fmt: skip
+    assert all(ids in ([], *expected.values()) for _, _, ids in results)
