@@ -12,6 +12,7 @@ whatever the nodes' clocks say.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from core.presets.loader import get_preset
 from core.services.audit import Actor, record
 from core.services.integrations import get_integration
 from core.templates import STANDARD_FIELDS, render, sample_call, validate
+
+log = logging.getLogger(__name__)
 
 MAX_TEMPLATE = 4000
 """Longest script template accepted."""
@@ -109,8 +112,11 @@ def available_fields(*, session: Session, integration: Integration | None) -> li
         return list(names.values())
     try:
         preset_fields: list[str] = list(get_preset(integration.preset).fields)
-    except SwitchboardError:
-        preset_fields = []  # a preset no longer shipped: the cache still tells the fields
+    except SwitchboardError as exc:  # a preset no longer shipped (or unreadable): the cache still tells the fields
+        log.warning(
+            "script fields of integration %s: preset %r unavailable (%s)", integration.id, integration.preset, exc.title
+        )
+        preset_fields = []
     for name in [*preset_fields, *_cached_field_names(session, integration)]:
         names.setdefault(name.casefold(), name)
     return list(names.values())

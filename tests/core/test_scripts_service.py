@@ -246,3 +246,17 @@ def test_preview_uses_a_sample_call_and_a_cached_record(session: Session, acme: 
 )
 def test_check_when_accepts_the_usual_spellings(given: str, when: ScriptWhen) -> None:
     assert scripts.check_when(given) is when
+
+
+def test_an_integration_whose_preset_is_gone_still_offers_its_cached_fields(
+    session: Session, runtime: Runtime, acme: Tenant
+) -> None:
+    old = make_integration(session, acme, runtime.box, preset="no-longer-shipped", name="Old CRM")
+    session.commit()
+    make_cached_records(session, old, [("c1", {"DisplayName": "A", "Region": "North"}, ["020 123 4567"])])
+    assert scripts.available_fields(session=session, integration=old) == [
+        "DisplayName",
+        "Identifier",
+        "PopUpUri",
+        "Region",
+    ]
