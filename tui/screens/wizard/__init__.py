@@ -240,7 +240,12 @@ class WizardScreen(ReportsFailures, Screen[int | None]):
             self.dismiss(None)
             return
         dialog = ConfirmDialog("Leave the wizard?", "Nothing you chose here is saved.", confirm="Leave", danger=True)
-        self.app.push_screen(dialog, lambda leave: self.dismiss(None) if leave else None)
+
+        def leave(confirmed: bool | None) -> None:
+            if confirmed:
+                self.dismiss(None)
+
+        self.app.push_screen(dialog, leave)
 
     @on(Button.Pressed, "#cancel")
     def _cancel_pressed(self) -> None:

@@ -38,7 +38,7 @@ class DraftList(OptionList):
     def action_remove(self) -> None:
         """Remove the highlighted script."""
         if self.highlighted is not None:
-            self._step().remove(self.highlighted)
+            self._step().remove_script(self.highlighted)
 
     def _on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
@@ -119,7 +119,7 @@ class ScriptsStep(Vertical):
 
         self.app.push_screen(ScriptEditor(self.context(), current.draft if current else None), done)
 
-    def remove(self, index: int) -> None:
+    def remove_script(self, index: int) -> None:
         """Drop a script from the list (nothing is deleted before Save, so there is nothing to confirm)."""
         assert self.state is not None
         if index < len(self.state.scripts):
