@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from core.connector import Connector, build_connector
@@ -63,9 +63,9 @@ async def _drain(connector: Connector) -> int:
     return count
 
 
-def _timed(make: Callable[[], Awaitable[int]]) -> tuple[int, float]:
+def _timed(make: Callable[[], Coroutine[None, None, int]]) -> tuple[int, float]:
     started = time.perf_counter()
-    count = asyncio.run(make())  # type: ignore[arg-type]
+    count = asyncio.run(make())
     return count, time.perf_counter() - started
 
 

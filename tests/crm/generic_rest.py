@@ -18,7 +18,7 @@ header or in the query; failures get ``{"error": "unauthorized", "message": ...}
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -66,7 +66,8 @@ class GenericRestApi(EmulatedCrm):
         size = int_param(recorded.query, size_name, 25)
         if size is None or not 1 <= size <= self.max_size:
             return self.json({"error": "bad_request", "message": f"{size_name} must be 1-{self.max_size}"}, status=400)
-        return await getattr(self, f"_{self.style}")(request, recorded.query, size)
+        page: Callable[[Request, dict[str, str], int], Awaitable[Response]] = getattr(self, f"_{self.style}")
+        return await page(request, recorded.query, size)
 
     async def _none(self, request: Request, query: dict[str, str], size: int) -> Response:
         return await self.respond(self.records)
