@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,39 +156,28 @@ class AdminSession:
         return await self._relay(child)
 
     async def _relay(self, child: Child) -> str:
+        """Pump both ways until the app ends, the admin leaves, the idle timeout passes or the server stops."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 16)
-        read_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader),
-            open(os.dup(child.master), "rb", buffering=0),  # noqa: SIM115
-        )
-        write_transport, write_protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin,
-            open(os.dup(child.master), "wb", buffering=0),  # noqa: SIM115
-        )
-        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+        reader, writer, close_streams = await _open_streams(child.master)
         output = loop.create_task(self._pump_output(reader), name="sshd-output")
-        pumps: dict[asyncio.Future[Any], str] = {
+        endings: dict[asyncio.Future[Any], str] = {
             loop.create_task(self._pump_input(writer), name="sshd-input"): "client_closed",
             output: "app_exited",
             loop.create_task(child.wait(), name="sshd-child"): "app_exited",
             loop.create_task(self._watch_idle(), name="sshd-idle"): "idle",
             self._ended_by_server: "shutdown",
         }
+        tasks = [task for task in endings if task is not self._ended_by_server]
         try:
-            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            reasons = {pumps[task] for task in done}
-            for reason in ("shutdown", "idle", "app_exited", "client_closed"):
-                if reason in reasons:
-                    return await self._conclude(reason, child, output)
-            return "error"
+            done, _ = await asyncio.wait(endings, return_when=asyncio.FIRST_COMPLETED)
+            reasons = {endings[task] for task in done}
+            reason = next(r for r in ("shutdown", "idle", "app_exited", "client_closed") if r in reasons)
+            return await self._conclude(reason, child, output)
         finally:
-            for task in pumps:
-                if task is not self._ended_by_server:
-                    task.cancel()
-            await asyncio.gather(*(t for t in pumps if t is not self._ended_by_server), return_exceptions=True)
-            read_transport.close()
-            write_transport.abort()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            close_streams()
 
     async def _conclude(self, reason: str, child: Child, output: asyncio.Task[None]) -> str:
         """Bring the session to its end for ``reason``."""
@@ -258,7 +248,7 @@ class AdminSession:
                 return
 
     async def _watch_idle(self) -> None:
-        """Return once the admin has sent nothing for the idle timeout."""
+        """Return once the admin has sent nothing for the idle timeout (keys and window changes count; output not)."""
         timeout = self._service.config.idle_timeout
         while True:
             remaining = self._last_input + timeout - time.monotonic()
@@ -295,6 +285,27 @@ class AdminSession:
         self._service.audit(
             action, address=who.address, username=who.username, details={"method": who.method, **details}
         )
+
+
+async def _open_streams(master: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Callable[[], None]]:
+    """A reader and a writer with flow control on copies of a PTY master, and a function that closes both."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 16)
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader),
+        open(os.dup(master), "rb", buffering=0),  # noqa: SIM115 (the transport closes it)
+    )
+    write_transport, write_protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin,
+        open(os.dup(master), "wb", buffering=0),  # noqa: SIM115 (the transport closes it)
+    )
+    writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+
+    def close() -> None:
+        read_transport.close()
+        write_transport.abort()  # drop keys the app will never read
+
+    return reader, writer, close
 
 
 def _exit_status(code: int | None) -> int:

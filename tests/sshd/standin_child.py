@@ -16,8 +16,7 @@ import time
 
 
 def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    os.write(1, (text + "\n").encode())  # unbuffered: signal handlers print too, so no reentrant buffer
 
 
 def _tick(*_: object) -> None:
