@@ -225,7 +225,8 @@ async def _load(port: int, requests: list[bytes], seconds: float) -> tuple[list[
     errors: list[int] = []
     started = time.perf_counter()
     until = started + seconds
-    workers = [_worker(port, requests, i * 97, until, latencies, errors) for i in range(CONNECTIONS)]
+    spread = max(len(requests) // CONNECTIONS, 1)  # each connection walks its own part of the list
+    workers = [_worker(port, requests, i * spread, until, latencies, errors) for i in range(CONNECTIONS)]
     results = await asyncio.gather(*workers, return_exceptions=True)
     errors.extend(-1 for result in results if isinstance(result, BaseException))
     return latencies, errors, time.perf_counter() - started
