@@ -6,7 +6,7 @@ repeated rows are checked against, about 60 bytes a row); vCards mapped
 per second (parsing, name, company, e-mail, TEL labels); records per second from the generic REST preset over
 HTTP on 127.0.0.1 (offset paging, 500 a page). Phone numbers are not normalised here: that is the sync's cost.
 
-Run: ``make bench`` or ``python -m tests.bench presets``.
+Run: ``make bench`` or ``python -m tests.bench.bench_presets``.
 """
 
 from __future__ import annotations
