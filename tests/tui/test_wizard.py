@@ -119,6 +119,19 @@ async def test_the_whole_wizard_against_an_emulated_crm(world: World, hubspot: s
         wizard.query_one("#notification-fields", SelectionList).select("job_title")
         await settle(pilot)
         assert [line.field for line in wizard.state.notification] == ["DisplayName", "company", "job_title"]
+        lines = wizard.query_one("#notification-lines")
+        lines.focus()
+        lines.highlighted = 2  # type: ignore[attr-defined]
+        await pilot.press("ctrl+up")  # order is editable...
+        await settle(pilot)
+        wizard.query_one("#notification-label", Input).value = "Role"  # ...and so are the labels
+        await settle(pilot)
+        assert [(line.field, line.label) for line in wizard.state.notification] == [
+            ("DisplayName", "Name"),
+            ("job_title", "Role"),
+            ("company", "Company"),
+        ]
+        assert "Role" in text_of(wizard.query_one("#notification-preview"))
 
         await pilot.press("ctrl+b")  # Back keeps what was typed
         await settle(pilot)
@@ -127,7 +140,7 @@ async def test_the_whole_wizard_against_an_emulated_crm(world: World, hubspot: s
         assert wizard.query_one("#setting-access_token", Input).value == TOKEN
         await pilot.press("ctrl+n")
         await settle(pilot)
-        assert [line.field for line in wizard.state.notification] == ["DisplayName", "company", "job_title"]
+        assert [line.field for line in wizard.state.notification] == ["DisplayName", "job_title", "company"]
 
         await pilot.press("ctrl+n")
         await settle(pilot)
@@ -155,7 +168,7 @@ async def test_the_whole_wizard_against_an_emulated_crm(world: World, hubspot: s
         await pilot.click("#look-up")
         await settle(pilot)
         answer = text_of(app.screen.query_one("#test-call-result"))
-        assert "Anouk Visser" in answer and "Company    Visser BV" in answer
+        assert "Name     Anouk Visser" in answer and "Company  Visser BV" in answer and "Role" in answer
         assert "Open in HubSpot (opens automatically) https://app.hubspot.com/contacts/4242/record/0-1/" in answer
 
     created = [i for i in _integrations(world) if i.name == "HubSpot" and i.id not in (world.hubspot_id,)]
@@ -165,7 +178,11 @@ async def test_the_whole_wizard_against_an_emulated_crm(world: World, hubspot: s
     assert item.settings == {"portal_id": "4242", "api_base_url": hubspot}
     assert integrations.read_secrets(integration=item, box=world.runtime.box) == {"access_token": TOKEN}
     assert TOKEN not in item.secrets
-    assert [n["field"] for n in item.notification] == ["DisplayName", "company", "job_title"]
+    assert [(n["field"], n["label"]) for n in item.notification] == [
+        ("DisplayName", "Name"),
+        ("job_title", "Role"),
+        ("company", "Company"),
+    ]
     assert [(s.name, s.url_template, s.auto_open) for s in _scripts_of(world, item.id or 0)] == [
         ("Open in HubSpot", "$(PopUpUri)", True)
     ]
