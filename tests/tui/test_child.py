@@ -181,3 +181,19 @@ def test_read_line_stops_at_the_newline_and_reports_end_of_file() -> None:
     os.close(write_end)
     assert read_line(read_end) is None
     os.close(read_end)
+
+
+def test_local_mode_outside_a_terminal_says_what_it_needs(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [SWITCHBOARD, "--data-dir", str(tmp_path / "data"), "tui"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+    )
+    assert result.returncode == 1
+    assert "needs a terminal" in result.stderr
+    listed = subprocess.run([SWITCHBOARD, "--help"], capture_output=True, text=True, timeout=GUARD)
+    assert "tui" in listed.stdout
