@@ -148,6 +148,12 @@ def test_sync_prints_a_summary_and_guards_the_cache(cli: Cli, engine: Engine) ->
         code, out, _err = cli("sync", "--tenant", "acme", "--accept-shrink")
         assert code == 0 and "success" in out
     assert who_calls(engine, "020 3000005") == []
+    code, out, err = cli("integration", "guard", "1", "--percent", "0", "--tenant", "acme")
+    assert code == 0 and "every sync replaces the cache" in out, err
+    code, _out, err = cli("integration", "guard", "1", "--percent", "101")
+    assert code == 2 and "sync_guard_percent" in err
+    with Session(engine) as session:
+        assert session.get(Integration, 1).sync_guard_percent == 0  # type: ignore[union-attr]
     code, _out, err = cli("sync", "--tenant", "nobody")
     assert code == 2 and "there is no tenant 'nobody'" in err
 

@@ -17,7 +17,7 @@ from core.models import SyncOutcome, SyncRunPublic
 from core.presets import Preset, get_preset, load_presets
 from core.services import integrations as svc
 from core.services.setup import ConnectionCheck, connect_integration
-from core.services.sync import sync_now
+from core.services.sync import set_sync_guard, sync_now
 from core.sync import SyncProgress
 
 # --- integration add -----------------------------------------------------------------------------------------
@@ -154,6 +154,25 @@ def _test_text(preset: Preset, test: ConnectionCheck) -> str:
     if test.sample is not None:
         sample = f"; e.g. {test.sample.fields.get('DisplayName') or test.sample.record_id!r}"
     return f"connection OK: {preset.name} {count}{sample}"
+
+
+@integration_group.command("guard")
+@click.argument("integration_id", type=int)
+@click.option("--percent", type=int, required=True, help="0-100; 0 turns the guard off. The default is 50.")
+@click.option("--tenant", "tenant_slug", default=None, metavar="SLUG", help="The tenant (organisation) id.")
+@pass_state
+def integration_guard(state: State, integration_id: int, percent: int, tenant_slug: str | None) -> None:
+    """Set the sync guard: a sync finding fewer records than PERCENT % of the cached ones keeps the cache."""
+    with state.session() as session:
+        tenant = load_tenant(session, tenant_slug) if tenant_slug else None
+        integration = svc.get_integration(session=session, tenant=tenant, integration_id=integration_id)
+        set_sync_guard(session=session, actor=state.actor, integration=integration, percent=percent)
+        name = integration.name
+    if percent:
+        click.echo(f"integration {integration_id} ({name}): a sync finding under {percent}% of the cached records "
+                   "is held back as suspicious and the cache kept")  # fmt: skip
+    else:
+        click.echo(f"integration {integration_id} ({name}): every sync replaces the cache, however few records")
 
 
 # --- sync --------------------------------------------------------------------------------------------------

@@ -17,12 +17,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from core.errors import InvalidInput
-from core.models import Integration, SyncLease, SyncOutcome, SyncRun, SyncRunPublic, utcnow
+from core.errors import InvalidInput, StaleUpdate
+from core.models import Integration, SyncLease, SyncOutcome, SyncRun, SyncRunPublic, Tenant, utcnow
 from core.runtime import Runtime
 from core.scheduler import (
     EPOCH,
-    LEASE_TTL,
     ConnectorFactory,
     SyncBusy,
     busy_message,
@@ -140,8 +139,6 @@ def sync_state(*, session: Session, integration: Integration) -> SyncState:
 
 
 def _tenant_zone(session: Session, integration: Integration) -> str:
-    from core.models import Tenant
-
     tenant = session.get(Tenant, integration.tenant_id)
     return tenant.timezone if tenant else "UTC"
 
@@ -164,8 +161,6 @@ def set_sync_guard(
         .values(sync_guard_percent=percent, version=version + 1, updated_at=utcnow())
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        from core.errors import StaleUpdate
-
         session.rollback()
         raise StaleUpdate(
             f"the integration {integration.name!r} was changed by someone else after you opened it; "
@@ -182,15 +177,3 @@ def set_sync_guard(
         details={"sync_guard_percent": percent},
     )
     return integration
-
-
-__all__ = [
-    "LEASE_TTL",
-    "SyncBusy",
-    "SyncState",
-    "list_runs",
-    "request_sync",
-    "set_sync_guard",
-    "sync_now",
-    "sync_state",
-]

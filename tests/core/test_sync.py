@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from core.connector import RetryPolicy, Timeouts, build_connector, get_preset
 from core.connector.base import Connector
+from core.db import make_engine
 from core.errors import ConnectorError
 from core.lookup import Lookups
 from core.matching import CallInput
@@ -131,6 +132,24 @@ async def test_a_new_sync_replaces_the_generation_and_drops_the_old_one(
     assert first.id != second.id
     assert who_calls(engine, tenant, "020 7654321") == ["contacts:5"]
     assert who_calls(engine, tenant, "020 2000005") == []  # the old number of record 5 is gone
+
+
+async def test_another_node_sees_the_new_generation_as_soon_as_it_commits(
+    engine: Engine, setup: tuple[Tenant, Integration]
+) -> None:
+    tenant, integration = setup
+    other_node = make_engine(engine.url.render_as_string(hide_password=False))
+    lookups = Lookups(other_node)  # kept across the sync, as a shim process keeps it
+    try:
+        await sync(engine, integration, FakeConnector([[person(1, ("Phone", "020 1111111"))]]))
+        body = lookups.by_tenant(tenant.slug, CallInput(caller_number="020 1111111")).body
+        assert [m["record_id"] for m in body["matches"]] == ["contacts:1"]
+        await sync(engine, integration, FakeConnector([[person(2, ("Phone", "020 1111111"))]]))
+        body = lookups.by_tenant(tenant.slug, CallInput(caller_number="020 1111111")).body
+        assert [m["record_id"] for m in body["matches"]] == ["contacts:2"]
+    finally:
+        lookups.close()
+        other_node.dispose()
 
 
 async def test_duplicates_across_pages_and_shared_numbers_are_counted(
