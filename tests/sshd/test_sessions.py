@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -330,3 +331,67 @@ async def test_after_kill_9_of_the_server_no_child_lives_on(site: Site, runtime:
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+# --- a real OpenSSH client --------------------------------------------------------------------------------------
+
+
+async def _openssh(service: SshService, site: Site, tmp_path: Path, term: str) -> asyncio.subprocess.Process:
+    """``ssh -tt`` (OpenSSH's client) signing in with the admin's key, its terminal on pipes."""
+    key_file = tmp_path / "id_ed25519"
+    site.key.write_private_key(str(key_file))
+    key_file.chmod(0o600)
+    return await asyncio.create_subprocess_exec(
+        *("ssh", "-F", "/dev/null", "-tt", "-i", str(key_file), "-p", str(service.port), "-l", site.admin),
+        *("-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"),
+        *("-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "127.0.0.1"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "TERM": term},
+    )
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: bytes) -> bytes:
+    seen = b""
+    while needle not in seen:
+        chunk = await asyncio.wait_for(stream.read(4096), 60)
+        assert chunk, f"the client ended before {needle!r}; it showed {seen!r}"
+        seen += chunk
+    return seen
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH's client is not installed")
+async def test_openssh_client_signs_in_with_its_terminal_type(
+    ssh_server: SshService, site: Site, tmp_path: Path
+) -> None:
+    client = await _openssh(ssh_server, site, tmp_path, term="xterm-direct")
+    assert client.stdout is not None and client.stdin is not None
+    screen = await _read_until(client.stdout, b"env TERM")
+    assert b"Welcome Alice of Acme B.V." in screen
+    assert b"term xterm-direct colorterm truecolor" in screen
+    client.stdin.write(b"q")
+    await asyncio.wait_for(client.wait(), 60)
+    assert client.returncode == 3  # ssh exits with the app's status
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH's client is not installed")
+async def test_keepalives_notice_a_client_that_stopped_answering(
+    start_server: ServerFactory, site: Site, tmp_path: Path, runtime: Runtime
+) -> None:
+    service = await start_server(keepalive_interval=0.3, keepalive_count_max=2)
+    client = await _openssh(service, site, tmp_path, term="xterm-256color")
+    try:
+        assert client.stdout is not None
+        screen = await _read_until(client.stdout, b"Welcome")
+        pid = int(screen.split(b"pid ", 1)[1].split()[0])
+        client.send_signal(signal.SIGSTOP)  # the connection stays open, but nobody answers any more
+        assert await _gone(pid)  # the server gave up on the client and ended its app
+        for _ in range(200):
+            if not service.sessions:
+                break
+            await asyncio.sleep(0.05)
+        assert not service.sessions
+    finally:
+        client.kill()
+        client.send_signal(signal.SIGCONT)
+        await client.wait()
