@@ -188,6 +188,11 @@ class SshService:
             self._sessions_done.set()
 
     @property
+    def connections(self) -> list[asyncssh.SSHServerConnection]:
+        """The connections open now (signed in or not)."""
+        return list(self._connections.values())
+
+    @property
     def sessions(self) -> list[AdminSession]:
         """The sessions running now."""
         return list(self._sessions)

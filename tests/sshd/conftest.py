@@ -117,14 +117,9 @@ async def tui_server(start_server: ServerFactory, runtime: Runtime) -> SshServic
 async def connect(service: SshService, username: str, **options: Any) -> asyncssh.SSHClientConnection:
     """A client connection (no agent, no known-hosts check; password or ``client_keys`` as given)."""
     options.setdefault("client_keys", None)
+    options.setdefault("agent_path", None)
     return await asyncssh.connect(
-        "127.0.0.1",
-        service.port,
-        username=username,
-        known_hosts=None,
-        agent_path=None,
-        config=None,
-        **options,
+        "127.0.0.1", service.port, username=username, known_hosts=None, config=None, **options
     )
 
 

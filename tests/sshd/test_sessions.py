@@ -101,6 +101,16 @@ async def test_exec_sftp_scp_and_forwarding_are_refused(ssh_server: SshService, 
     assert not (tmp_path / "copy").exists()
 
 
+async def test_agent_forwarding_is_refused(ssh_server: SshService, site: Site, tmp_path: Path) -> None:
+    async with await connect(
+        ssh_server, site.admin, password=PASSWORD, agent_forwarding=True, agent_path=str(tmp_path / "agent.sock")
+    ) as conn:
+        terminal = await open_terminal(conn)
+        await terminal.read_until("Welcome Alice")
+        server_side = ssh_server.connections
+        assert server_side and all(c.get_agent_path() is None for c in server_side)
+
+
 async def test_a_session_without_a_terminal_gets_one_clear_line(ssh_server: SshService, site: Site) -> None:
     async with await connect(ssh_server, site.admin, password=PASSWORD) as conn:
         result = await conn.run()
