@@ -391,8 +391,13 @@ async def _wait_process(proc: subprocess.Popen[bytes]) -> int:
         return proc.returncode
     loop = asyncio.get_running_loop()
     pidfd = os.pidfd_open(proc.pid)
-    done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, exited)
     try:
         await done
     finally:

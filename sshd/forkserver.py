@@ -91,12 +91,12 @@ class ForkServer:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         _send(self.sock, {"type": "ready"})
         while True:
-            readable, _, _ = select.select([self.sock, self.wake_r], [], [])
+            readable, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
             if self.wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
                 self._reap()
-            if self.sock in readable and not self._serve_one():
+            if self.sock.fileno() in readable and not self._serve_one():
                 break
         self._reap()
 
@@ -182,9 +182,9 @@ def attach_terminal(slave: int) -> None:
 
 def reset_stdio() -> None:
     """Rebuild ``sys.stdin``/``stdout``/``stderr`` on the new descriptors, as the interpreter does at start-up."""
-    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # type: ignore[misc]  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # type: ignore[misc]  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]  # noqa: SIM115
         2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
     )
 

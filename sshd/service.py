@@ -250,11 +250,15 @@ class SshService:
         if executor is None:
             return
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
 
         def wait() -> None:
             executor.shutdown(wait=True, cancel_futures=True)
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(finished)
 
         waiter = threading.Thread(target=wait, name="sshd-executor-shutdown")
         waiter.start()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
+from asyncssh.misc import SoftEOFReceived
 
 from core.errors import NotFound
 from core.services import signins, users
@@ -215,7 +216,7 @@ class AdminSession:
                     self._child.resize(change.width, change.height, change.pixwidth, change.pixheight)
                 self._last_input = time.monotonic()
                 continue
-            except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.SoftEOFReceived):
+            except (asyncssh.BreakReceived, asyncssh.SignalReceived, SoftEOFReceived):  # not meaningful to the app
                 continue
             except (asyncssh.Error, OSError):
                 return

@@ -169,6 +169,20 @@ async def test_invalid_utf8_is_replaced_and_the_session_goes_on(ssh_server: SshS
         assert process.exit_status == 3
 
 
+async def test_breaks_and_signals_from_the_client_are_ignored(ssh_server: SshService, site: Site) -> None:
+    async with await connect(ssh_server, site.admin, password=PASSWORD) as conn:
+        terminal = await open_terminal(conn)
+        await terminal.read_until("Welcome")
+        terminal.process.send_break(250)
+        terminal.process.send_signal("INT")
+        terminal.process.send_signal("KILL")
+        terminal.send("z")
+        await terminal.read_until("got b'z'")  # the same app, still there
+        terminal.send("q")
+        await terminal.read_to_end()
+        assert terminal.process.exit_status == 3
+
+
 async def test_a_busy_session_does_not_hold_up_typing_in_another(ssh_server: SshService, site: Site) -> None:
     async with (
         await connect(ssh_server, site.admin, password=PASSWORD) as first,
