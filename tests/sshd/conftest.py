@@ -151,6 +151,18 @@ class Terminal:
             raise AssertionError(f"never saw {needles!r}; the screen showed {self.text[-1500:]!r}") from None
         return self.text
 
+    async def read_until_raw(self, needle: str, timeout: float = GUARD) -> None:
+        """Read until ``needle`` appears in the output as sent (escape sequences included)."""
+
+        async def read() -> None:
+            while needle not in self.raw:
+                chunk = await self.process.stdout.read(65536)
+                if not chunk:
+                    raise AssertionError(f"the session ended before {needle!r}")
+                self.raw += chunk if isinstance(chunk, str) else chunk.decode("utf-8", "replace")
+
+        await asyncio.wait_for(read(), timeout)
+
     async def read_to_end(self, timeout: float = GUARD) -> str:
         """Read until the server closes the session."""
 
