@@ -48,7 +48,6 @@ from sqlalchemy.engine import Connection, Engine
 from core.connector.base import Connector, FetchedRecord, PageProgress
 from core.errors import NotFound, SwitchboardError
 from core.models import CachedNumber, CachedRecord, Integration, SyncOutcome, SyncRun, SyncRunPublic, Tenant, utcnow
-from core.numbers import suffix_key
 from core.sync_worker import ParsedField, parse_phone_fields, watch_parent
 
 log = logging.getLogger("core.sync")
@@ -190,7 +189,7 @@ class _Rows:
     """Rows waiting to be written: records, and numbers pointing at a record by its index in ``records``."""
 
     records: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    numbers: list[tuple[int, str, str, str]] = field(default_factory=list)  # (record index, e164, raw, label)
+    numbers: list[tuple[int, str, str, str, str]] = field(default_factory=list)  # (record, e164, suffix, raw, label)
 
 
 @dataclass
@@ -223,10 +222,10 @@ class _Writer:
             seen: set[str] = set()
             for label, _raw in record.phones:
                 found, unparsed = next(fields)
-                for e164, piece in found:
+                for e164, suffix, piece in found:
                     if e164 not in seen:
                         seen.add(e164)
-                        self.rows.numbers.append((index, e164, piece[:200], label[:60]))
+                        self.rows.numbers.append((index, e164, suffix, piece[:200], label[:60]))
                 self._unparsed(record, unparsed)
         self.counts.records += len(records)
 
@@ -281,7 +280,7 @@ class _Writer:
             if rows.numbers:
                 connection.exec_driver_sql(
                     _compiled(connection, _number, _NUMBER_COLUMNS),
-                    [(iid, gen, keys[i], e164, suffix_key(e164), raw, label) for i, e164, raw, label in rows.numbers],
+                    [(iid, gen, keys[i], e164, suffix, raw, label) for i, e164, suffix, raw, label in rows.numbers],
                 )
         finally:
             connection.exec_driver_sql("PRAGMA cache_size=-2000")
@@ -303,8 +302,8 @@ class _Writer:
                 for pk, (record_id, fields) in zip(keys, rows.records, strict=True):
                     copy.write_row((pk, iid, gen, record_id, json.dumps(fields, ensure_ascii=False)))
             with cursor.copy(f"COPY cachednumber ({', '.join(_NUMBER_COLUMNS)}) FROM STDIN") as copy:
-                for i, e164, raw, label in rows.numbers:
-                    copy.write_row((iid, gen, keys[i], e164, suffix_key(e164), raw, label))
+                for i, e164, suffix, raw, label in rows.numbers:
+                    copy.write_row((iid, gen, keys[i], e164, suffix, raw, label))
         finally:
             cursor.close()
 
