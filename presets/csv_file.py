@@ -7,8 +7,8 @@ the first lines). The first row holds the column names; the columns for the id, 
 and e-mail are found by their names in English, Dutch, German, French and more, or named in the settings
 (by column name or number). Rows are streamed, a page of records at a time.
 
-Files on the server are read only from the folder the operator allows with ``SWITCHBOARD_CSV_DIR`` (a
-relative path is taken inside it): a tenant admin must not be able to read the server's own files.
+Files on the server are read only from the tenant's own folder, ``SWITCHBOARD_CSV_DIR/<tenant>`` (a
+relative path is taken inside it): a tenant admin must not read the server's files or another tenant's.
 """
 
 from __future__ import annotations
@@ -397,8 +397,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_file(source: str, *, environ: Mapping[str, str] = os.environ) -> Path:
-    """The file a source names, which must lie inside ``SWITCHBOARD_CSV_DIR`` (symbolic links resolved)."""
+def resolve_file(source: str, *, tenant: str | None = None, environ: Mapping[str, str] = os.environ) -> Path:
+    """The file a source names, which must lie inside the tenant's own folder, ``SWITCHBOARD_CSV_DIR/<tenant>``
+    (symbolic links resolved), so that one tenant's admin can never read another tenant's files.
+
+    Without a tenant (an operator's tool calling the connector directly) the whole folder is allowed.
+    """
     folder = environ.get(CSV_DIR_ENV, "").strip()
     if not folder:
         raise ConnectorError(
@@ -406,12 +410,17 @@ def resolve_file(source: str, *, environ: Mapping[str, str] = os.environ) -> Pat
             f"set {CSV_DIR_ENV} to the folder the files may be read from",
             field="source",
         )
-    root = Path(folder).resolve()
+    root = (Path(folder) / tenant).resolve() if tenant else Path(folder).resolve()
     path = (root / source).resolve()  # an absolute source replaces the root
     if not path.is_relative_to(root):
-        raise ConnectorError(f"The CSV file must lie in {root} (the folder the operator allowed)", field="source")
+        raise ConnectorError(
+            "The CSV file must lie in your organisation's CSV folder on the server (give just its name)",
+            field="source",
+        )
     if not path.is_file():
-        raise ConnectorError(f"There is no CSV file at {path}", field="source")
+        raise ConnectorError(
+            f"There is no CSV file {source!r} in your organisation's CSV folder on the server", field="source"
+        )
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ConnectorError(f"The CSV file is larger than {MAX_FILE_BYTES // 2**20} MB", field="source")
     return path
@@ -423,8 +432,11 @@ def resolve_file(source: str, *, environ: Mapping[str, str] = os.environ) -> Pat
 class CsvConnector:
     """Reads the source once per fetch and yields a page of records at a time."""
 
-    def __init__(self, http: CrmHttp, settings: Mapping[str, str], *, page_size: int = DEFAULT_PAGE) -> None:
+    def __init__(
+        self, http: CrmHttp, settings: Mapping[str, str], *, page_size: int = DEFAULT_PAGE, tenant: str | None = None
+    ) -> None:
         self.http = http
+        self.tenant = tenant
         self.settings = dict(settings)
         self.source = settings["source"].strip()
         self.page_size = max(1, page_size)
@@ -477,7 +489,7 @@ class CsvConnector:
 
     async def _open(self) -> IO[bytes]:
         if not is_url(self.source):
-            return resolve_file(self.source).open("rb")
+            return resolve_file(self.source, tenant=self.tenant).open("rb")
         response = await self.http.request(
             "GET", self.source, what="the CSV file", authenticate=False,
             headers={"Accept": "text/csv, text/plain;q=0.9, */*;q=0.5"}, accept=lambda status: status in (404, 410),
@@ -510,4 +522,6 @@ def _report(progress: Callable[[PageProgress], None] | None, pages: int, records
 
 def create_connector(context: ConnectorContext) -> CsvConnector:
     """The connector interface entry point (``module = "presets.csv_file"``)."""
-    return CsvConnector(context.http, context.settings, page_size=context.page_size or DEFAULT_PAGE)
+    return CsvConnector(
+        context.http, context.settings, page_size=context.page_size or DEFAULT_PAGE, tenant=context.tenant
+    )

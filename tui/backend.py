@@ -427,7 +427,9 @@ class Backend:
                 tokens = oauth.take_tokens(session=session, box=self.runtime.box, tenant=tenant, state=oauth_state)
                 session.rollback()  # only borrowed for the test: Finish takes them for good
         checked = setup.check_values(preset, settings)
-        check = asyncio.run(setup.check_connection(preset=preset, values=checked, tokens=tokens or None))
+        check = asyncio.run(
+            setup.check_connection(preset=preset, values=checked, tokens=tokens or None, tenant=identity.tenant_slug)
+        )
         if oauth_state is not None and tokens is not None and check.tokens != tokens:
             with self._session() as session:  # the test renewed them: Finish must store the new ones
                 tenant = self._tenant(session, identity)

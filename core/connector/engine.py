@@ -189,7 +189,8 @@ class ConnectorContext:
 
     The module's ``create_connector(context)`` returns a ``Connector``; it may wrap ``context.api`` (the
     declarative engine over the same client) or talk to ``context.http`` directly. ``page_size`` is what the
-    caller asked for (``None``: the module's own default).
+    caller asked for (``None``: the module's own default); ``tenant`` is the slug of the tenant it serves
+    (``None`` when an operator tool calls it outside any tenant).
     """
 
     preset: Preset
@@ -197,6 +198,7 @@ class ConnectorContext:
     http: CrmHttp
     api: ApiConnector
     page_size: int | None = None
+    tenant: str | None = None
 
 
 def build_connector(
@@ -212,11 +214,13 @@ def build_connector(
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.time,
     page_size: int | None = None,
+    tenant: str | None = None,
 ) -> Connector:
     """A connector for ``preset`` with the admin's ``settings`` (checked again here).
 
     ``tokens`` are OAuth tokens stored from an earlier ``on_tokens`` call or ``exchange_code``; ``sleep`` and
-    ``clock`` are injectable for tests; ``page_size`` is clamped to the vendor's maximum.
+    ``clock`` are injectable for tests; ``page_size`` is clamped to the vendor's maximum;
+    ``tenant`` (the tenant's slug) lets a code module keep each tenant's local files apart.
     """
     if preset.is_script_only:
         raise PresetError(f"{preset.name} has no API to fetch from (it is a script-only preset)")
@@ -232,6 +236,6 @@ def build_connector(
     api = ApiConnector(preset, values, http, page_size=page_size)
     if preset.module is None:
         return api
-    context = ConnectorContext(preset, values, http, api, page_size)
+    context = ConnectorContext(preset, values, http, api, page_size, tenant)
     connector: Connector = load_preset_module(preset).create_connector(context)
     return connector

@@ -68,7 +68,15 @@ def open_connector(
         preset = get_preset(integration.preset)
         values, tokens = stored_values(integration=integration, box=runtime.box)
         on_tokens = oauth.token_saver(engine=runtime.engine, box=runtime.box, integration=integration)
-    return build_connector(preset, values, tokens=tokens or None, on_tokens=on_tokens, transport=transport)
+        tenant = session.get(Tenant, integration.tenant_id)
+    return build_connector(
+        preset,
+        values,
+        tokens=tokens or None,
+        on_tokens=on_tokens,
+        transport=transport,
+        tenant=tenant.slug if tenant else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,13 @@ async def check_connection(
     values: Mapping[str, str],
     tokens: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    tenant: str | None = None,
 ) -> ConnectionCheck:
     """Fetch the first page of the first object type; ``ConnectorError`` says in admin terms what failed."""
     obtained: dict[str, str] = {}
-    connector = build_connector(preset, values, tokens=tokens, on_tokens=obtained.update, transport=transport)
+    connector = build_connector(
+        preset, values, tokens=tokens, on_tokens=obtained.update, transport=transport, tenant=tenant
+    )
     try:
         test: ConnectionTest = await connector.test_connection()
     finally:
@@ -175,7 +186,11 @@ async def connect_integration(
     checked = check_values(preset, values)
     if schedule is not None:
         schedule = integrations.check_schedule(schedule)
-    test = None if preset.is_script_only else await check_connection(preset=preset, values=checked, transport=transport)
+    test = (
+        None
+        if preset.is_script_only
+        else await check_connection(preset=preset, values=checked, transport=transport, tenant=tenant_slug)
+    )
 
     def store() -> tuple[int, IntegrationPublic]:
         with session_scope(runtime.engine) as session:

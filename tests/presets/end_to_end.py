@@ -22,10 +22,12 @@ from tests.factories import make_tenant
 from tests.presets.messy_numbers import COUNTRY, Person
 
 
-async def connect(runtime: Runtime, preset: str, values: Mapping[str, str]) -> tuple[str, Connected]:
+async def connect(
+    runtime: Runtime, preset: str, values: Mapping[str, str], *, slug: str | None = None
+) -> tuple[str, Connected]:
     """A new German tenant with ``preset`` connected and synced once; returns the tenant's slug and the result."""
     with Session(runtime.engine) as session:
-        slug = make_tenant(session, country=COUNTRY, timezone="Europe/Berlin").slug
+        slug = make_tenant(session, slug, country=COUNTRY, timezone="Europe/Berlin").slug
         session.commit()
     connected = await connect_integration(
         runtime=runtime, actor=OPERATOR, tenant_slug=slug, preset_key=preset, values=values, node="test-node"

@@ -107,10 +107,11 @@ async def test_csv_file_in_utf8_with_bom_dutch_columns_and_semicolons(csv_dir: P
 
 async def test_csv_connected_synced_and_callers_recognised(runtime: Runtime, csv_dir: Path) -> None:
     people = make_people(120, seed=24)
-    (csv_dir / "klanten.csv").write_text(write_csv(DUTCH, [row(p, note=True) for p in people], delimiter=";"))
+    (csv_dir / "acme").mkdir()
+    (csv_dir / "acme" / "klanten.csv").write_text(write_csv(DUTCH, [row(p, note=True) for p in people], delimiter=";"))
     values = {"source": "klanten.csv", "popup_url": "https://crm.example.com/klanten/{Klantnummer}"}
 
-    slug, connected = await connect(runtime, "csv", values)
+    slug, connected = await connect(runtime, "csv", values, slug="acme")
 
     assert connected.run is not None and connected.run.records == 120
     assert connected.test is not None and connected.test.count == 120
@@ -119,6 +120,17 @@ async def test_csv_connected_synced_and_callers_recognised(runtime: Runtime, csv
     assert jorg["fields"]["DisplayName"] == "Jörg Müller"
     assert jorg["notification"][0]["value"] == "Jörg Müller"
     assert [s["url"] for s in jorg["scripts"]] == ["https://crm.example.com/klanten/K-10000"]
+
+
+@pytest.mark.parametrize("source", ["klanten.csv", "../other/klanten.csv"])
+async def test_a_tenant_reads_only_its_own_csv_folder(runtime: Runtime, csv_dir: Path, source: str) -> None:
+    (csv_dir / "other").mkdir()
+    (csv_dir / "other" / "klanten.csv").write_text("Naam;Telefoon\r\nGeheim;030 1234567\r\n", encoding="utf-8")
+    (csv_dir / "acme").mkdir()
+    with pytest.raises(ConnectorError) as caught:
+        await connect(runtime, "csv", {"source": source}, slug="acme")
+    assert caught.value.field == "source" and "your organisation's CSV folder" in caught.value.message
+    assert "Geheim" not in caught.value.message and str(csv_dir) not in caught.value.message
 
 
 async def test_csv_from_a_web_address_in_windows_1252_with_german_columns() -> None:
