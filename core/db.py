@@ -6,15 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.errors import ConfigurationError
+
+if TYPE_CHECKING:  # alembic is imported only when the schema is checked, to keep start-up quick
+    from alembic.config import Config
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -53,6 +54,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration pointing at ``core/migrations`` and at this engine."""
+    from alembic.config import Config
     config = Config()
     config.set_main_option("script_location", str(resources.files("core") / "migrations"))
     config.attributes["engine"] = engine
@@ -61,6 +63,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def init_db(engine: Engine) -> str:
     """Create or upgrade the schema to the newest revision (idempotent). Returns the revision now in force."""
+    from alembic import command
+
     try:
         with engine.begin() as connection:
             config = alembic_config(engine)

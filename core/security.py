@@ -11,6 +11,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -98,10 +99,13 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def _burn(password: str) -> None:
     """Spend the time of one verification, so an unknown user answers as slowly as a wrong password."""
     with contextlib.suppress(VerificationError, InvalidHashError):
-        _hasher.verify(_DUMMY_HASH, password)
+        _hasher.verify(_dummy_hash(), password)
 
 
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password, made on first use (hashing costs ~250 ms, too much for every import)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def generate_password() -> str:
