@@ -65,7 +65,8 @@ def tui_command(settings: Settings) -> ChildCommand:
         entry="core.cli:main",
         args=("--data-dir", str(settings.data_dir), "tui", "--identity-fd", IDENTITY_FD),
         env=tuple(env),
-        preload=("tui.cli", "tui.app", "textual.app"),
+        # alembic too: each child checks the schema on start, and what the helper imported stays shared memory.
+        preload=("tui.cli", "tui.app", "textual.app", "alembic.command", "alembic.config", "alembic.script"),
     )
 
 
