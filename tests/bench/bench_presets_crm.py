@@ -93,7 +93,8 @@ async def _drain(connector: Connector) -> int:
     return count
 
 
-def _measure(case: Case) -> tuple[str, int, float, int]:
+def measure(case: Any) -> tuple[str, int, float, int]:
+    """Fetch everything through one case's preset: (key, records, seconds, requests)."""
     with serve(case.crm.app) as url:
         kwargs: dict[str, Any] = {"tokens": case.tokens} if case.tokens else {}
         connector = build_connector(get_preset(case.key), case.settings(url), **kwargs)
@@ -103,12 +104,17 @@ def _measure(case: Case) -> tuple[str, int, float, int]:
     return case.key, count, seconds, len(case.crm.requests)
 
 
-def main() -> None:
-    """Fetch 10,000 records through each preset and print the table."""
-    rows = [_measure(case) for case in _cases()]
+def report(cases: list[Any]) -> None:
+    """Measure each case (anything with ``key``, ``crm``, ``settings`` and ``tokens``) and print the table."""
+    rows = [measure(case) for case in cases]
     print(f"{'preset':<14}{'records':>9}{'records/s':>12}{'requests':>10}{'per request':>13}")
     for key, count, seconds, requests in rows:
         print(f"{key:<14}{count:>9,}{count / seconds:>12,.0f}{requests:>10,}{count / max(requests, 1):>13,.0f}")
+
+
+def main() -> None:
+    """Fetch 10,000 records through each preset and print the table."""
+    report(_cases())
 
 
 if __name__ == "__main__":

@@ -9,21 +9,17 @@ request. Loopback has no network latency, so the requests column is what a real 
 emulator shares the process (and its GIL), so records per second is a lower bound for the client side. Phone
 numbers are not normalised here (that is the sync's cost).
 
-Servers get ``TCP_NODELAY`` as in ``bench_presets_crm`` (otherwise a delayed ACK adds ~40 ms to every page).
+The emulators are served by ``tests.crm.server.serve``, which sets ``TCP_NODELAY``.
 
 Run: ``make bench`` or ``python -m tests.bench presets_crm2``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from core.connector import Connector, build_connector, get_preset
-from tests.bench.bench_presets_crm import _serve_nodelay
+from tests.bench.bench_presets_crm import report
 from tests.crm.base import EmulatedCrm
 from tests.crm.dynamics365 import DynamicsEmulator
 from tests.crm.exact_online import ExactOnlineEmulator
@@ -95,32 +91,9 @@ def _cases() -> list[Case]:
     ]  # fmt: skip
 
 
-async def _drain(connector: Connector) -> int:
-    count = 0
-    try:
-        async for page in connector.fetch():
-            count += len(page)
-    finally:
-        await connector.aclose()
-    return count
-
-
-def _measure(case: Case) -> tuple[str, int, float, int]:
-    with _serve_nodelay(case.crm.app) as url:
-        kwargs: dict[str, Any] = {"tokens": case.tokens} if case.tokens else {}
-        connector = build_connector(get_preset(case.key), case.settings(url), **kwargs)
-        started = time.perf_counter()
-        count = asyncio.run(_drain(connector))
-        seconds = time.perf_counter() - started
-    return case.key, count, seconds, len(case.crm.requests)
-
-
 def main() -> None:
     """Fetch 10,000 records through each preset and print the table."""
-    rows = [_measure(case) for case in _cases()]
-    print(f"{'preset':<14}{'records':>9}{'records/s':>12}{'requests':>10}{'per request':>13}")
-    for key, count, seconds, requests in rows:
-        print(f"{key:<14}{count:>9,}{count / seconds:>12,.0f}{requests:>10,}{count / max(requests, 1):>13,.0f}")
+    report(_cases())
 
 
 if __name__ == "__main__":
