@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 
 from core.connector import ConnectionTest, ConnectorContext, FetchedRecord, PageProgress, vcard_phones
 from core.connector.http import CrmHttp
+from core.connector.mapping import split_unquoted
 from core.errors import ConnectorError
 from core.presets import Preset
 
@@ -231,7 +232,7 @@ def _property(line: str) -> VCardProperty | None:
     head, _, value = _split_line(line)
     if head is None:
         return None
-    name, *raw_params = _split_unquoted(head, ";")
+    name, *raw_params = split_unquoted(head, ";")
     group, _, name = name.strip().rpartition(".")
     params: list[tuple[str, str]] = []
     for raw in raw_params:
@@ -241,31 +242,13 @@ def _property(line: str) -> VCardProperty | None:
             is_encoding = bare in ("QUOTED-PRINTABLE", "BASE64", "8BIT", "7BIT")
             params.append(("ENCODING" if is_encoding else "TYPE", bare))
             continue
-        for item in _split_unquoted(values, ","):
+        for item in split_unquoted(values, ","):
             params.append((key.strip().upper(), item.strip().strip('"')))
     prop = VCardProperty(group.lower(), name.upper(), tuple(params), value, head)
     if any(v.upper() == "QUOTED-PRINTABLE" for v in prop.param("ENCODING")):
         charset = (prop.param("CHARSET") or ["utf-8"])[0]
         prop = VCardProperty(prop.group, prop.name, prop.params, _decode_qp(value, charset), head)
     return prop
-
-
-def _split_unquoted(text: str, separator: str) -> list[str]:
-    if '"' not in text:
-        return text.split(separator)
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
 
 
 def _decode_qp(value: str, charset: str) -> str:

@@ -97,7 +97,7 @@ def vcard_phones(text: str, *, default_label: str = "Phone") -> list[tuple[str, 
         head, value = _split_property(line)
         if head is None:
             continue
-        name, *params = _split_unquoted(head, ";")
+        name, *params = split_unquoted(head, ";")
         group, _, name = name.rpartition(".")
         name = name.upper()
         if name == "TEL":
@@ -139,7 +139,10 @@ def _split_property(line: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def _split_unquoted(text: str, separator: str) -> list[str]:
+def split_unquoted(text: str, separator: str) -> list[str]:
+    """Split a vCard line part on ``separator``, except inside double quotes (``TYPE="work,voice"``)."""
+    if '"' not in text:
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     quoted = False
