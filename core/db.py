@@ -55,6 +55,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration pointing at ``core/migrations`` and at this engine."""
     from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("core") / "migrations"))
     config.attributes["engine"] = engine

@@ -215,9 +215,22 @@ def _device_number(raw: str | None, *, country: str) -> str:
         return text
 
 
+_last_now: tuple[datetime, tzinfo, str] | None = None
+
+
 def _start_time(value: datetime | None, *, zone: tzinfo, now: datetime) -> str:
     """ISO 8601 in the tenant's zone; a time without offset is taken to be the tenant's local time."""
-    moment = now if value is None else value
+    global _last_now
+    if value is None:
+        # Calls arrive many a second: the clock's second, once formatted for a zone, is reused until it ticks.
+        last = _last_now
+        second = now.replace(microsecond=0)
+        if last is not None and last[0] == second and last[1] is zone:
+            return last[2]
+        text = _start_time(second, zone=zone, now=now)
+        _last_now = (second, zone, text)
+        return text
+    moment = value
     try:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
@@ -229,16 +242,19 @@ def _start_time(value: datetime | None, *, zone: tzinfo, now: datetime) -> str:
         ) from None
 
 
-def prepare_call(call: CallInput, *, rules: TenantRules, now: datetime) -> Call:
+def prepare_call(call: CallInput, *, rules: TenantRules, now: datetime, caller: PhoneNumber | None = None) -> Call:
     """Normalise a call's numbers with the tenant's country and build the call properties for scripts.
 
+    ``caller``, when given, is the caller's number already normalised (``core.lookup`` knows it when the
+    number came as an E.164 the cache holds); otherwise ``call.caller_number`` is normalised here.
     Raises :class:`PhoneNumberError` (``field="caller_number"`` or ``"ddi_number"``) for a number that does
     not parse, and :class:`InvalidInput` for an impossible start time.
     """
-    try:
-        caller = normalize(call.caller_number, country=rules.country)
-    except PhoneNumberError as exc:
-        raise PhoneNumberError(exc.message, field="caller_number") from None
+    if caller is None:
+        try:
+            caller = normalize(call.caller_number, country=rules.country)
+        except PhoneNumberError as exc:
+            raise PhoneNumberError(exc.message, field="caller_number") from None
     ddi_text = _text(call.ddi_number)
     ddi: PhoneNumber | None = None
     if ddi_text:

@@ -239,10 +239,16 @@ class CachedRecord(SQLModel, table=True):
 
 
 class CachedNumber(SQLModel, table=True):
-    """One phone number of a cached record, as E.164 plus the raw text; ``suffix`` is the digits reversed."""
+    """One phone number of a cached record, as E.164 plus the raw text; ``suffix`` is the digits reversed.
+
+    ``national`` is the number as dialled in the tenant's country (:func:`core.numbers.national_form`), worked
+    out at sync time so that a lookup that matches exactly need not parse the caller's number; empty in rows
+    cached before it existed (the lookup then parses). The exact-match index covers every column that lookup
+    reads, so a match costs no read of the table itself.
+    """
 
     __table_args__ = (
-        sa.Index("ix_cachednumber_e164", "e164", "integration_id", "generation"),
+        sa.Index("ix_cachednumber_e164", "e164", "integration_id", "generation", "record_pk", "national"),
         sa.Index("ix_cachednumber_suffix", "suffix", "integration_id", "generation"),
         sa.Index("ix_cachednumber_gen", "integration_id", "generation"),
         sa.Index("ix_cachednumber_record", "record_pk"),  # ON DELETE CASCADE from cachedrecord needs it
@@ -256,6 +262,7 @@ class CachedNumber(SQLModel, table=True):
     suffix: str = Field(max_length=20)
     raw: str = Field(max_length=200)
     label: str = Field(default="", max_length=60)
+    national: str = Field(default="", max_length=30, sa_column_kwargs={"server_default": ""})
 
 
 # --- sync runs, leases, audit --------------------------------------------------------------------------------
@@ -333,7 +340,6 @@ class AuditEventPublic(SQLModel):
     action: str
     target: str
     details: dict[str, Any]
-
 
 
 # --- OAuth sign-ins ------------------------------------------------------------------------------------------

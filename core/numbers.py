@@ -42,6 +42,7 @@ __all__ = [
     "significant_digits",
     "split_numbers",
     "suffix_key",
+    "written_as_e164",
 ]
 
 MAX_LENGTH = 100
@@ -54,7 +55,6 @@ MAX_INTERNAL_DIGITS = 6
 """Bare digit strings up to this length are internal numbers (devices, extensions), never matched."""
 
 _MAX_E164_DIGITS = 20  # libphonenumber allows 17 national digits after a country code of up to 3
-_NON_GEO_REGION = "001"
 
 # Separators between numbers in one CRM field (lines are split first). ";" followed by "name=" is a tel URI
 # parameter (";ext=12", ";phone-context=+31"), not a separator. No unbounded repetition next to an
@@ -70,8 +70,7 @@ class PhoneNumber:
 
     ``raw`` is the input as given. ``e164`` is ``None`` only for internal numbers. ``national`` is the
     digits a person in the tenant's country dials (see :func:`national_form`); for an internal number it is
-    its digits. ``extension`` is kept apart and is not part of matching. ``region`` is the ISO region the
-    number belongs to (``None`` for internal and for non-geographic numbers such as ``+800``).
+    its digits. ``extension`` is kept apart and is not part of matching.
     """
 
     raw: str
@@ -79,7 +78,6 @@ class PhoneNumber:
     national: str
     extension: str | None
     internal: bool
-    region: str | None
 
 
 def is_valid_country(code: str) -> bool:
@@ -103,6 +101,18 @@ def normalize(raw: str, *, country: str) -> PhoneNumber:
     if len(raw) > MAX_LENGTH:
         raise PhoneNumberError(f"{_shown(raw)} is too long to be a phone number (over {MAX_LENGTH} characters).")
     return _normalize(raw, country)
+
+
+def written_as_e164(raw: str) -> str | None:
+    """``raw`` without surrounding blanks if it is written in E.164 form (``+`` and ASCII digits), else None.
+
+    Shape only, nothing is parsed: a lookup uses it to try the cache before parsing, since every E.164 in the
+    cache came out of :func:`normalize` and an E.164 that :func:`normalize` produced reads back as itself.
+    """
+    if not isinstance(raw, str) or len(raw) > MAX_LENGTH:
+        return None
+    text = raw.strip()
+    return text if _looks_like_e164(text) else None
 
 
 def split_numbers(raw: str, *, country: str) -> tuple[list[PhoneNumber], list[str]]:
@@ -171,7 +181,7 @@ def _normalize(raw: str, country: str) -> PhoneNumber:
     if not text:
         raise PhoneNumberError("The phone number is empty.")
     if text.isascii() and text.isdigit() and len(text) <= MAX_INTERNAL_DIGITS and not text.startswith("00"):
-        return PhoneNumber(raw=raw, e164=None, national=text, extension=None, internal=True, region=None)
+        return PhoneNumber(raw=raw, e164=None, national=text, extension=None, internal=True)
     return _parse_external(raw, text, country)
 
 
@@ -190,14 +200,12 @@ def _parse_external(raw: str, text: str, country: str) -> PhoneNumber:
     _check_valid(raw, number)
     extension = number.extension or None
     number.extension = None
-    region = phonenumbers.region_code_for_number(number)
     return PhoneNumber(
         raw=raw,
         e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
         national=_national(number, country),
         extension=extension,
         internal=False,
-        region=None if region == _NON_GEO_REGION else region,
     )
 
 

@@ -176,7 +176,7 @@ class _Parser:
 # --- writing a generation ------------------------------------------------------------------------------------
 
 _RECORD_COLUMNS = ("id", "integration_id", "generation", "record_id", "fields")
-_NUMBER_COLUMNS = ("integration_id", "generation", "record_pk", "e164", "suffix", "raw", "label")
+_NUMBER_COLUMNS = ("integration_id", "generation", "record_pk", "e164", "suffix", "raw", "label", "national")
 
 
 def _compiled(connection: Connection, table: sa.Table, columns: Sequence[str]) -> str:
@@ -189,7 +189,8 @@ class _Rows:
     """Rows waiting to be written: records, and numbers pointing at a record by its index in ``records``."""
 
     records: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    numbers: list[tuple[int, str, str, str, str]] = field(default_factory=list)  # (record, e164, suffix, raw, label)
+    # (record, e164, suffix, raw, label, national)
+    numbers: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -222,10 +223,10 @@ class _Writer:
             seen: set[str] = set()
             for label, _raw in record.phones:
                 found, unparsed = next(fields)
-                for e164, suffix, piece in found:
+                for e164, suffix, piece, national in found:
                     if e164 not in seen:
                         seen.add(e164)
-                        self.rows.numbers.append((index, e164, suffix, piece[:200], label[:60]))
+                        self.rows.numbers.append((index, e164, suffix, piece[:200], label[:60], national))
                 self._unparsed(record, unparsed)
         self.counts.records += len(records)
 
@@ -280,7 +281,7 @@ class _Writer:
             if rows.numbers:
                 connection.exec_driver_sql(
                     _compiled(connection, _number, _NUMBER_COLUMNS),
-                    [(iid, gen, keys[i], e164, suffix, raw, label) for i, e164, suffix, raw, label in rows.numbers],
+                    [(iid, gen, keys[i], *number) for i, *number in rows.numbers],
                 )
         finally:
             connection.exec_driver_sql("PRAGMA cache_size=-2000")
@@ -302,8 +303,8 @@ class _Writer:
                 for pk, (record_id, fields) in zip(keys, rows.records, strict=True):
                     copy.write_row((pk, iid, gen, record_id, json.dumps(fields, ensure_ascii=False)))
             with cursor.copy(f"COPY cachednumber ({', '.join(_NUMBER_COLUMNS)}) FROM STDIN") as copy:
-                for i, e164, suffix, raw, label in rows.numbers:
-                    copy.write_row((iid, gen, keys[i], e164, suffix, raw, label))
+                for i, *number in rows.numbers:
+                    copy.write_row((iid, gen, keys[i], *number))
         finally:
             cursor.close()
 

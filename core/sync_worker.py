@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from core.numbers import split_numbers, suffix_key
 
-ParsedField = tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]]
-"""One phone field parsed: ``(e164, suffix key, raw piece)`` per matchable number, and the unparsable pieces."""
+ParsedField = tuple[tuple[tuple[str, str, str, str], ...], tuple[str, ...]]
+"""One phone field parsed: ``(e164, suffix key, raw piece, national form)`` per matchable number, and the
+unparsable pieces."""
 
 
 def parse_phone_fields(raws: Sequence[str], country: str) -> list[ParsedField]:
@@ -22,7 +23,9 @@ def parse_phone_fields(raws: Sequence[str], country: str) -> list[ParsedField]:
     parsed: list[ParsedField] = []
     for raw in raws:
         numbers, unparsed = split_numbers(raw, country=country)
-        found = tuple((n.e164, suffix_key(n.e164), n.raw) for n in numbers if n.e164 is not None and not n.internal)
+        found = tuple(
+            (n.e164, suffix_key(n.e164), n.raw, n.national) for n in numbers if n.e164 is not None and not n.internal
+        )
         parsed.append((found, tuple(unparsed)))
     return parsed
 

@@ -111,7 +111,8 @@ def make_cached_records(session: Session, integration: Integration, records: lis
         session.flush()
         for item in numbers:
             raw, label = (item, "Phone") if isinstance(item, str) else item
-            e164 = normalize(raw, country=tenant.country).e164
+            number = normalize(raw, country=tenant.country)
+            e164 = number.e164
             assert e164 is not None, f"{raw!r} is an internal number; a sync never caches those"
             session.add(
                 CachedNumber(
@@ -122,6 +123,7 @@ def make_cached_records(session: Session, integration: Integration, records: lis
                     suffix=suffix_key(e164),
                     raw=raw,
                     label=label,
+                    national=number.national,
                 )
             )
     integration.active_generation = generation

@@ -126,6 +126,8 @@ def build_database(data_dir: Path, big_numbers: int) -> dict[str, object]:
 
 def _load_cache(path: Path, plan: list[tuple[str, int, int, str]], big_numbers: int) -> list[list[str]]:
     """Bulk-insert the cache (setup, not product code); returns some cached numbers per tenant for the load."""
+    from core.numbers import national_form
+
     rng = random.Random(1)
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA journal_mode=WAL")
@@ -147,16 +149,19 @@ def _load_cache(path: Path, plan: list[tuple[str, int, int, str]], big_numbers: 
             else:
                 owner = record_pk - rng.randrange(records_wanted)  # a second number of an earlier record
             number_pk += 1
-            numbers.append((number_pk, integration_id, 1, owner, e164, e164[:0:-1], e164, "Phone"))
+            national = "0" + e164[3:]  # core.numbers.national_form for a Dutch number in a Dutch tenant (checked below)
+            numbers.append((number_pk, integration_id, 1, owner, e164, e164[:0:-1], e164, "Phone", national))
         connection.executemany(
             "INSERT INTO cachedrecord (id, integration_id, generation, record_id, fields) VALUES (?, ?, ?, ?, ?)",
             records,
         )
         connection.executemany(
-            "INSERT INTO cachednumber (id, integration_id, generation, record_pk, e164, suffix, raw, label)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO cachednumber (id, integration_id, generation, record_pk, e164, suffix, raw, label, national)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             numbers,
         )
+        for number in numbers[:100]:
+            assert number[8] == national_form(number[4], country="NL"), number
         connection.execute("UPDATE integration SET active_generation = 1 WHERE id = ?", (integration_id,))
         hits.append([n[4] for n in rng.sample(numbers, min(HIT_SAMPLE if position == 0 else 200, len(numbers)))])
     connection.commit()

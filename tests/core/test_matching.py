@@ -9,9 +9,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+import core.matching
 from core.db import make_engine
 from core.errors import InvalidInput, NotFound, PhoneNumberError
 from core.lookup import MAX_MATCHES, Lookups, LookupUnavailable
@@ -24,7 +26,7 @@ from core.matching import (
     same_national_number,
     split_e164,
 )
-from core.models import ApiToken, Integration, Script, ScriptWhen, Tenant
+from core.models import ApiToken, CachedNumber, Integration, Script, ScriptWhen, Tenant
 from core.numbers import normalize
 from core.runtime import Runtime
 from core.services import integrations, tokens
@@ -104,6 +106,41 @@ def test_exact_match_on_main_and_secondary_numbers(
         "national": "0612345678",
         "internal": False,
     }
+
+
+def test_an_e164_caller_the_cache_holds_is_answered_without_parsing_and_the_same(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_cached_records(session, crm(session, runtime, acme), [("c1", JANSEN, ["020 123 4567", "+32 2 555 12 12"])])
+    script(session, acme, "Call back", "tel:#(Caller number)", integration_id=None, when="match")
+    parsed: list[str] = []
+    real_normalize = core.matching.normalize
+    monkeypatch.setattr(core.matching, "normalize", lambda raw, **kw: parsed.append(raw) or real_normalize(raw, **kw))
+    shortcut = {number: look(lookups, acme, number) for number in ("+31201234567", " +3225551212 ")}
+    assert parsed == []  # both were found in the cache as written
+    assert shortcut[" +3225551212 "]["number"] == {
+        "input": " +3225551212 ",
+        "e164": "+3225551212",
+        "national": "003225551212",  # a Belgian number as dialled from the Netherlands
+        "internal": False,
+    }
+    assert shortcut[" +3225551212 "]["scripts"][0]["url"] == "tel:003225551212"
+    # Rows cached before national forms were stored: the lookup parses, and answers exactly the same.
+    session.execute(sa.update(CachedNumber).values(national=""))
+    session.commit()
+    for number, body in shortcut.items():
+        assert look(lookups, acme, number) == body
+    assert parsed == ["+31201234567", " +3225551212 "]
+
+
+def test_an_e164_caller_the_cache_lacks_is_parsed_and_refused_if_invalid(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups
+) -> None:
+    make_cached_records(session, crm(session, runtime, acme), [("c1", JANSEN, ["020 123 4567"])])
+    assert look(lookups, acme, "+31207654321")["matches"] == []
+    with pytest.raises(PhoneNumberError) as info:
+        look(lookups, acme, "+3120123456789")  # E.164-shaped, but no such number
+    assert info.value.field == "caller_number"
 
 
 def test_no_match_is_an_answer_not_an_error(session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups) -> None:
@@ -585,6 +622,24 @@ def test_a_revoked_token_finds_nothing(session: Session, runtime: Runtime, acme:
     tokens.revoke_token(session=session, actor=OPERATOR, tenant=acme, token_ref=str(public.id))
     session.commit()
     assert lookups.by_token(value, CallInput(caller_number="0201234567")) is None
+
+
+def test_a_token_and_its_tenant_are_read_again_after_any_commit_elsewhere(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups
+) -> None:
+    make_cached_records(session, crm(session, runtime, acme), [("c1", JANSEN, ["020 123 4567"])])
+    _, value = tokens.create_token(session=session, actor=OPERATOR, tenant=acme)
+    session.commit()
+    call = CallInput(caller_number="0201234567")
+    first = lookups.by_token(value, call)
+    assert first is not None and first.body["matches"][0]["notification"] == [{"label": "Name", "value": "Jan Jansen"}]
+    integration = session.exec(select(Integration)).one()
+    integration.notification = [{"field": "DisplayName", "label": "Who"}]
+    integration.version += 1
+    session.add(integration)
+    session.commit()
+    again = lookups.by_token(value, call)
+    assert again is not None and again.body["matches"][0]["notification"] == [{"label": "Who", "value": "Jan Jansen"}]
 
 
 # --- the database going away --------------------------------------------------------------------------------

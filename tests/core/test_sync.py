@@ -300,7 +300,8 @@ async def test_left_overs_of_a_dead_run_are_cleaned_up_by_the_next(
     # A run that died (kill -9) after writing a batch: its run stays "running", its rows stay behind.
     start = _begin(engine, integration.id or 0, SMALL)
     writer = _Writer(engine, integration.id or 0, start.generation)
-    writer.add(people(0, 10, base=3_000_000), [((("+31203000001", "10003021013", "x"),), ())] + [((), ())] * 19)
+    parsed = [((("+31203000001", "10003021013", "x", "0203000001"),), ())] + [((), ())] * 19
+    writer.add(people(0, 10, base=3_000_000), parsed)
     writer.write(writer.take())
     assert generations(engine, integration) == {good.id, start.generation}
     assert who_calls(engine, tenant, "020 3000001") == []  # never visible to lookups
