@@ -66,6 +66,7 @@ _HTTP_URL = re.compile(r"https?://[^\s/?#\\]", re.IGNORECASE)
 _HOST_VALUE = re.compile(r"[A-Za-z0-9.-]*")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SEGMENT_END = re.compile(r"[/?#]")
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib's quote() never encodes, whatever ``safe``
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved characters kept when a value is inserted as a whole URL
 _SNIPPET = 40
 
@@ -156,6 +157,7 @@ class _SchemeCheck:
 class _Plan:
     steps: tuple[str | _Slot, ...]
     scheme: _SchemeCheck
+    scheme_fixed: bool = False  # the leading literal alone holds an allowed "scheme:": no value can change it
 
 
 def _is_name_character(character: str) -> bool:
@@ -339,7 +341,10 @@ def _plan(template: str) -> _Plan:
             steps.append(walker.placeholder(token, leading))
             leading = False
             offset = token.end
-    return _Plan(tuple(steps), walker.result())
+    # A rendered link starts with its leading literal, so if that literal already passes the scheme check, so
+    # does every link made from the template (see render()).
+    fixed = bool(steps) and isinstance(steps[0], str) and _scheme_is_allowed(steps[0])
+    return _Plan(tuple(steps), walker.result(), fixed)
 
 
 def parse(template: str) -> tuple[list[Placeholder | str], list[TemplateProblem]]:
@@ -513,6 +518,8 @@ def _encode(value: str, context: _Context) -> str | None:
         return _as_url(value)
     if context is _Context.HOST:
         return value if _HOST_VALUE.fullmatch(value) else None
+    if _NOTHING_TO_QUOTE.fullmatch(value):
+        return value  # what quote() returns for it, without its encode/decode round trip
     return quote(value, safe=_SAFE_CHARACTERS.get(context, ""), errors="replace")
 
 
@@ -567,7 +574,7 @@ def render(template: str, *, call: Mapping[str, str], record: Mapping[str, str] 
     if any(_makes_dot_segment(url, start, end) for start, end in path_spans):
         return None
     url = url.strip(_BLANK)
-    return url if _scheme_is_allowed(url) else None
+    return url if plan.scheme_fixed or _scheme_is_allowed(url) else None
 
 
 def sample_call() -> dict[str, str]:

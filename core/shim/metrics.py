@@ -62,6 +62,13 @@ class ShimMetrics:
         self._child(self._requests, route, method, str(status)).inc()
         self._child(self._latency, route).observe(seconds)
 
+    def answered(self, path: str, method: str, status: int, seconds: float) -> None:
+        """Count, time and (at DEBUG) log one request to ``path``: never its query, which holds the number."""
+        route = path if path in ROUTES else "other"
+        self.observe_request(route, method, status, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %d %.2fms", method, route, status, seconds * 1000)
+
     def observe_lookup(self, tenant: str, result: str) -> None:
         """Count one lookup of ``tenant`` (slug) with its result: exact, partial or none."""
         self._child(self._lookups, tenant, result).inc()
@@ -94,9 +101,4 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = scope["path"]
-            route = path if path in ROUTES else "other"
-            elapsed = time.perf_counter() - started
-            self.metrics.observe_request(route, scope["method"], status, elapsed)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s %d %.2fms", scope["method"], route, status, elapsed * 1000)
+            self.metrics.answered(scope["path"], scope["method"], status, time.perf_counter() - started)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import pytest
 from hypothesis import given
@@ -11,10 +11,13 @@ from hypothesis import strategies as st
 
 from core.errors import TemplateError, TemplateProblem
 from core.templates import (
+    _SAFE_CHARACTERS,
     ALLOWED_SCHEMES,
     CALL_PROPERTIES,
     STANDARD_FIELDS,
     Placeholder,
+    _Context,
+    _encode,
     find_problems,
     parse,
     placeholders_used,
@@ -710,3 +713,11 @@ def test_any_template_is_checked_and_rendered_without_raising(template: str, val
     if url is not None:
         scheme = url.split(":", 1)[0].translate(str.maketrans("", "", "\t\n\r")).lower()
         assert scheme in ALLOWED_SCHEMES
+
+
+@given(
+    st.one_of(st.text(), st.text(alphabet="aZ09_.~- %/+@")),
+    st.sampled_from([c for c in _Context if c not in (_Context.URL, _Context.HOST)]),
+)
+def test_values_are_encoded_exactly_as_quote_encodes_them(value: str, context: _Context) -> None:
+    assert _encode(value, context) == quote(value, safe=_SAFE_CHARACTERS.get(context, ""), errors="replace")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from core.models import ApiToken
 from core.services import tokens
 from core.services.audit import OPERATOR
 from core.services.tenants import get_tenant
-from core.shim.app import MAX_BODY
+from core.shim.app import MAX_BODY, _query
 from tests.shim.conftest import ServerThread, World
 
 
@@ -261,3 +264,9 @@ def test_many_concurrent_lookups_all_get_their_own_answer(shim: ServerThread, wo
     assert seen == {(world.acme_token, "acme-1"), (world.acme_token, None), (world.globex_token, "globex-1"),
                     (world.globex_token, None)}  # fmt: skip
     assert all(ids in ([], *expected.values()) for _, _, ids in results)
+
+
+@given(st.text(alphabet="nbd=&+%2B0x;é ", max_size=40))
+def test_the_query_is_read_as_parse_qsl_reads_it(text: str) -> None:
+    raw = text.encode()  # raw UTF-8 as well as %-escapes, "+" and stray "%"
+    assert _query(raw) == dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
