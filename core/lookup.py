@@ -71,6 +71,9 @@ SQLITE_CACHE_KB = 32 * 1024
 EXACT_ROW_LIMIT = 4 * MAX_MATCHES
 """Cached numbers read for an exact match at most (a record may hold the number more than once)."""
 
+SQLITE_MMAP_BYTES = 1 << 30
+"""How much of the SQLite file the lookup connection reads through a memory map (the rest is read as usual)."""
+
 STATE_CACHE_SIZE = 4096
 """Tokens (and tenant slugs) whose state rows a lookup thread keeps between database changes (SQLite)."""
 
@@ -365,6 +368,7 @@ class Lookups:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._rules: dict[int, TenantRules] = {}
+        self._checked: dict[int, tuple[Sequence[tuple[Any, ...]], TenantRules]] = {}
         self._touched: dict[int, float] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
         self._closed = False
@@ -384,6 +388,10 @@ class Lookups:
                 connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
                 # A bigger page cache than SQLite's 2 MB keeps the number index's hot pages: a fifth less CPU.
                 connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
+                # Reading pages straight from the mapped file skips a copy into the page cache per page: a tenth of
+                # a lookup's CPU. The mapped pages are the kernel's page cache (shared, dropped under memory
+                # pressure), though they count in the process's RSS.
+                connection.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             else:
                 connection.autocommit = True
             self._local.connection = connection
@@ -442,10 +450,14 @@ class Lookups:
 
     def _rules_for(self, cursor: Any, state: Sequence[tuple[Any, ...]]) -> TenantRules:
         tenant_id = state[0][0]
+        checked = self._checked.get(tenant_id)
+        if checked is not None and checked[0] is state:
+            return checked[1]  # the very rows it was checked against (kept by _state): nothing to compare
         rules = self._rules.get(tenant_id)
         if rules is None or rules.fingerprint != _fingerprint(state):
             rules = load_rules(cursor, self._statements, state)
             self._rules[tenant_id] = rules
+        self._checked[tenant_id] = (state, rules)
         return rules
 
     def _state(self, cursor: Any, statement: Prepared, key: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

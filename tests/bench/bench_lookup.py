@@ -306,14 +306,18 @@ def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout:
     raise RuntimeError("the server did not become ready")
 
 
-def _rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process in MB."""
+def _rss_mb(pid: int) -> tuple[float, float, float]:
+    """(current, peak, file-backed) resident memory of a process in MB.
+
+    The file-backed part is mostly the SQLite file the lookups read through a memory map: page cache the
+    kernel shares and can drop, but part of the RSS all the same (the target is judged on the peak RSS).
+    """
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssFile"):
             values[key] = int(rest.split()[0]) / 1024
-    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0), values.get("RssFile", 0.0)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -389,7 +393,7 @@ class Run:
 
     figures: list[Figures]
     ready: float
-    rss: tuple[float, float]
+    rss: tuple[float, float, float]
     big_numbers: int
     load: tuple[float, float, float]
 
@@ -422,6 +426,7 @@ def report(run: Run) -> None:
     print(f"ready after start             {run.ready:6.2f} s  (<= {TARGET_READY_S:.0f} s)  {ready_ok}")
     print(f"server RSS after load (peak)  {run.rss[0]:6.0f} MB ({run.rss[1]:.0f} MB peak; <= {TARGET_RSS_MB:.0f} MB)  "
           f"{_verdict(run.rss[1] <= TARGET_RSS_MB)}")  # fmt: skip
+    print(f"  of which file-backed        {run.rss[2]:6.0f} MB (the SQLite file, memory-mapped: shared page cache)")
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -451,7 +456,7 @@ def _ceiling() -> Figures:
         _stop(responder)
 
 
-def _measure(data_dir: Path, setup: dict[str, object]) -> tuple[list[Figures], float, tuple[float, float]]:
+def _measure(data_dir: Path, setup: dict[str, object]) -> tuple[list[Figures], float, tuple[float, float, float]]:
     figures = [_ceiling()]
     port = _free_port()
     env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_LOG_LEVEL": "WARNING"}
