@@ -5,10 +5,15 @@ The CRM adds ``code`` and ``state`` (or ``error`` and ``error_description`` when
 a small HTML page in the admin's words: 200 when connected, 400 for anything wrong with the answer (unknown,
 expired or reused state, a refusal), 503 if the database did not answer. The page, the headers and the log never
 contain the code, the state or a token; the page is neither cached nor framed, and sends no referrer.
+
+The route runs on the shim's event loop, which also answers every lookup, so all its database work happens in
+worker threads: :func:`~core.services.oauth.complete_authorization` hands each of its steps to one, and the route
+closes its session in one too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 
@@ -47,11 +52,14 @@ def create_oauth_router(runtime: Runtime, *, transport: httpx.AsyncBaseTransport
         """Finish an OAuth sign-in the wizard started, and tell the admin how it went."""
         query = request.query_params
         try:
-            with Session(runtime.engine, expire_on_commit=False) as session:
+            session = Session(runtime.engine, expire_on_commit=False)
+            try:
                 done = await complete_authorization(
                     session=session, box=runtime.box, state=query.get("state") or "", code=query.get("code"),
                     error=query.get("error"), error_description=query.get("error_description"), transport=transport,
                 )  # fmt: skip
+            finally:  # a refusal leaves a transaction open: closing rolls it back, a round trip on PostgreSQL
+                await asyncio.to_thread(session.close)
         except SwitchboardError as exc:
             return _failure(exc)
         except sa.exc.SQLAlchemyError as exc:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlmodel import Session, select
 
+import core.shim.oauth
 from core.connector import build_connector, get_preset
 from core.models import OAuthAuthorization, OAuthStatus, Tenant
 from core.runtime import Runtime
@@ -21,6 +28,7 @@ from core.services import integrations
 from core.services.audit import Actor
 from core.services.oauth import (
     CALLBACK_PATH,
+    CompletedAuthorization,
     authorization_status,
     begin_authorization,
     read_tokens,
@@ -253,3 +261,85 @@ def test_no_input_gets_a_server_error(shim: ServerThread, runtime: Runtime, quer
     assert_private(page)
     with runtime.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM oauthauthorization")).scalar() == 0
+
+
+IN_CALLBACK: ContextVar[bool] = ContextVar("IN_CALLBACK", default=False)
+"""Set for the callback's request, and so for the threads it starts (``asyncio.to_thread`` copies the context)."""
+
+DATABASE_EVENTS = ("before_cursor_execute", "commit", "rollback", "checkin")
+"""A statement, the end of a transaction, a connection handed back to the pool: each may wait on the database."""
+
+
+class HeldDatabase:
+    """A slow database for the callback alone: each piece of its database work waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.waiting: queue.Queue[threading.Event | None] = queue.Queue()
+        self.threads: list[str] = []
+        self._held: list[threading.Event] = []
+        self._open = False
+
+    def hold(self, *_: Any) -> None:
+        """The engine's listener: note the thread, then wait to be let go (only inside the callback)."""
+        if not IN_CALLBACK.get() or self._open:
+            return
+        go = threading.Event()
+        self.threads.append(threading.current_thread().name)
+        self._held.append(go)
+        self.waiting.put(go)
+        go.wait(60)
+
+    def open(self) -> None:
+        """Let everything go, now and from now on."""
+        self._open = True
+        for go in self._held:
+            go.set()
+
+
+def health_status(shim: ServerThread) -> int:
+    """``GET /healthz``, which the shim answers on its event loop."""
+    try:
+        with urllib.request.urlopen(f"{shim.url}/healthz", timeout=10) as answer:
+            return int(answer.status)
+    except TimeoutError:
+        pytest.fail("/healthz did not answer while the callback waited on the database: the event loop is blocked")
+
+
+@pytest.mark.parametrize("outcome", ["connected", "unknown state", "declined"])
+def test_the_callback_never_waits_on_the_database_on_the_event_loop(
+    runtime: Runtime, session: Session, shim: ServerThread, crm: tuple[SuperOfficeEmulator, str],
+    monkeypatch: pytest.MonkeyPatch, outcome: str,
+) -> None:  # fmt: skip
+    _, crm_url = crm
+    address, state = start(session, runtime, make_tenant(session), crm_url, shim)
+    url = {
+        "connected": address,
+        "unknown state": f"{shim.url}{CALLBACK_PATH}?{urlencode({'code': 'code-1', 'state': 'made-up'})}",
+        "declined": f"{shim.url}{CALLBACK_PATH}?{urlencode({'error': 'access_denied', 'state': state})}",
+    }[outcome]
+    complete = core.shim.oauth.complete_authorization
+
+    async def marked(**kwargs: Any) -> CompletedAuthorization:
+        IN_CALLBACK.set(True)  # in the request's own context: the rest of the route sees it too
+        return await complete(**kwargs)
+
+    monkeypatch.setattr(core.shim.oauth, "complete_authorization", marked)
+    held = HeldDatabase()
+    for name in DATABASE_EVENTS:
+        event.listen(runtime.engine, name, held.hold)
+    try:
+        with ThreadPoolExecutor(1) as browser:
+            answer = browser.submit(browse, url)
+            answer.add_done_callback(lambda _: held.waiting.put(None))
+            try:
+                while (go := held.waiting.get(timeout=60)) is not None:
+                    assert health_status(shim) == 200  # while the callback waits on its database
+                    go.set()
+            finally:
+                held.open()
+            page = answer.result()
+    finally:
+        for name in DATABASE_EVENTS:
+            event.remove(runtime.engine, name, held.hold)
+    assert page.status == (200 if outcome == "connected" else 400), page.text
+    assert held.threads and "shim-server" not in held.threads  # it did wait, and never on the loop's thread
