@@ -71,9 +71,6 @@ SQLITE_CACHE_KB = 32 * 1024
 EXACT_ROW_LIMIT = 4 * MAX_MATCHES
 """Cached numbers read for an exact match at most (a record may hold the number more than once)."""
 
-SQLITE_MMAP_BYTES = 1 << 30
-"""How much of the SQLite file the lookup connection reads through a memory map (the rest is read as usual)."""
-
 STATE_CACHE_SIZE = 4096
 """Tokens (and tenant slugs) whose state rows a lookup thread keeps between database changes (SQLite)."""
 
@@ -349,6 +346,7 @@ def _candidates(rows: Sequence[tuple[Any, ...]]) -> list[Candidate]:
 class _PerThread(threading.local):
     connection: Any = None
     version: int | None = None  # SQLite's data_version when ``states`` was last known to be current
+    held: bool = False  # SQLite: lookups leave their read transaction open for the next (see hold_snapshot)
     states: dict[str, list[tuple[Any, ...]]]
 
     def __init__(self) -> None:
@@ -388,10 +386,6 @@ class Lookups:
                 connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
                 # A bigger page cache than SQLite's 2 MB keeps the number index's hot pages: a fifth less CPU.
                 connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
-                # Reading pages straight from the mapped file skips a copy into the page cache per page: a tenth of
-                # a lookup's CPU. The mapped pages are the kernel's page cache (shared, dropped under memory
-                # pressure), though they count in the process's RSS.
-                connection.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             else:
                 connection.autocommit = True
             self._local.connection = connection
@@ -414,20 +408,24 @@ class Lookups:
 
         A second failure (or a failure on a new connection) is :class:`LookupUnavailable`. On SQLite the work
         runs in one read transaction: it sees one snapshot, and the file locks a read transaction takes and
-        releases (system calls, together as costly as the queries) are taken once per lookup, not per query.
+        releases (system calls, together as costly as the queries) are taken once per lookup, not per query,
+        or once for several lookups while a snapshot is held (:meth:`hold_snapshot`).
         """
         for attempt in (1, 2):
             fresh = self._local.connection is None
             try:
-                cursor = self._connect().cursor()
+                connection = self._connect()
+                cursor = connection.cursor()
                 try:
                     if not self._sqlite:
                         return work(cursor)
-                    cursor.execute("BEGIN")
+                    if not connection.in_transaction:
+                        cursor.execute("BEGIN")
                     try:
                         return work(cursor)
                     finally:
-                        cursor.execute("COMMIT")  # only read: ends the snapshot and releases the locks
+                        if not self._local.held:
+                            cursor.execute("COMMIT")  # only read: ends the snapshot and releases the locks
                 finally:
                     cursor.close()
             except (self._errors, sa.exc.SQLAlchemyError) as exc:
@@ -436,6 +434,27 @@ class Lookups:
                 if fresh:
                     break
         raise LookupUnavailable("the cache database did not answer; try again in a moment")
+
+    def hold_snapshot(self) -> None:
+        """Let this thread's next lookups share one read transaction, until :meth:`release_snapshot`.
+
+        The HTTP shim holds it for the lookups one turn of its event loop runs (on SQLite, where they run on
+        the loop), so under load the file locks are taken once per turn instead of once per lookup. Those
+        lookups see the database as it was when the first of them started: at most one turn of the loop ago.
+        """
+        self._local.held = self._sqlite
+
+    def release_snapshot(self) -> None:
+        """End the shared read transaction, if any: the next lookup sees every commit made until now."""
+        local = self._local
+        local.held = False
+        connection = local.connection
+        if connection is not None and self._sqlite and connection.in_transaction:
+            try:
+                connection.execute("COMMIT")
+            except self._errors as exc:
+                log.warning("ending a lookup snapshot failed: %s", type(exc).__name__)
+                self._drop_connection()
 
     def close(self) -> None:
         """Close every connection this object opened and stop the background writer."""

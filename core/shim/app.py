@@ -173,12 +173,25 @@ class Shim:
         self._owns_lookups = owns_lookups
         self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="lookup")
         self._health: tuple[float, bool] = (-HEALTH_INTERVAL, False)
+        self._holding = False
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run blocking database work: inline on SQLite, in the thread pool otherwise."""
+        """Run blocking database work: inline on SQLite, in the thread pool otherwise.
+
+        Inline, the lookups of one turn of the event loop share a read snapshot (:meth:`Lookups.hold_snapshot`),
+        released first thing on the next turn, before any request that turn reads is answered.
+        """
         if self.inline:
+            if not self._holding:
+                self._holding = True
+                self.lookups.hold_snapshot()
+                asyncio.get_running_loop().call_soon(self._release)
             return function(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _release(self) -> None:
+        self._holding = False
+        self.lookups.release_snapshot()
 
     async def database_ok(self, engine: sa.Engine) -> bool:
         """Whether ``SELECT 1`` works, checked at most every :data:`HEALTH_INTERVAL` seconds."""

@@ -309,8 +309,8 @@ def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout:
 def _rss_mb(pid: int) -> tuple[float, float, float]:
     """(current, peak, file-backed) resident memory of a process in MB.
 
-    The file-backed part is mostly the SQLite file the lookups read through a memory map: page cache the
-    kernel shares and can drop, but part of the RSS all the same (the target is judged on the peak RSS).
+    The file-backed part is shared libraries and mapped files (page cache the kernel shares); the target is
+    judged on the whole peak RSS.
     """
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -426,7 +426,7 @@ def report(run: Run) -> None:
     print(f"ready after start             {run.ready:6.2f} s  (<= {TARGET_READY_S:.0f} s)  {ready_ok}")
     print(f"server RSS after load (peak)  {run.rss[0]:6.0f} MB ({run.rss[1]:.0f} MB peak; <= {TARGET_RSS_MB:.0f} MB)  "
           f"{_verdict(run.rss[1] <= TARGET_RSS_MB)}")  # fmt: skip
-    print(f"  of which file-backed        {run.rss[2]:6.0f} MB (the SQLite file, memory-mapped: shared page cache)")
+    print(f"  of which file-backed        {run.rss[2]:6.0f} MB (shared libraries and mapped files)")
 
 
 # --- the run ------------------------------------------------------------------------------------------------

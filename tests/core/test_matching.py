@@ -642,6 +642,23 @@ def test_a_token_and_its_tenant_are_read_again_after_any_commit_elsewhere(
     assert again is not None and again.body["matches"][0]["notification"] == [{"label": "Who", "value": "Jan Jansen"}]
 
 
+def test_a_held_snapshot_is_shared_by_lookups_until_released(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups, engine: Engine
+) -> None:
+    integration = crm(session, runtime, acme)
+    make_cached_records(session, integration, [("c1", JANSEN, ["020 123 4567"])])
+    lookups.hold_snapshot()
+    assert record_ids(look(lookups, acme, "0201234567")) == [("c1", "exact")]
+    make_cached_records(session, integration, [("c2", JANSEN, ["020 123 4567"])])  # a sync's new generation
+    held = record_ids(look(lookups, acme, "0201234567"))
+    lookups.release_snapshot()
+    if engine.dialect.name == "sqlite":
+        assert held == [("c1", "exact")]  # the snapshot the first lookup took
+    else:
+        assert held == [("c2", "exact")]  # lookups on PostgreSQL run in a thread pool and hold nothing
+    assert record_ids(look(lookups, acme, "0201234567")) == [("c2", "exact")]
+
+
 # --- the database going away --------------------------------------------------------------------------------
 
 
