@@ -67,6 +67,8 @@ _HOST_VALUE = re.compile(r"[A-Za-z0-9.-]*")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SEGMENT_END = re.compile(r"[/?#]")
 _NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib's quote() never encodes, whatever ``safe``
+_ONLY_SPACES_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~ -]*")
+_URL_AS_IS = re.compile(r"[A-Za-z0-9_.~!#$&'()*+,/:;=?@\[\]-]*")  # quote(safe=_URL_SAFE) keeps these; no "%"
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved characters kept when a value is inserted as a whole URL
 _SNIPPET = 40
 
@@ -342,8 +344,12 @@ def _plan(template: str) -> _Plan:
             leading = False
             offset = token.end
     # A rendered link starts with its leading literal, so if that literal already passes the scheme check, so
-    # does every link made from the template (see render()).
-    fixed = bool(steps) and isinstance(steps[0], str) and _scheme_is_allowed(steps[0])
+    # does every link made from the template (see render()). A leading URL placeholder fixes it too: _as_url
+    # only lets through a value that starts with http:// or https://.
+    first = steps[0] if steps else None
+    fixed = (isinstance(first, str) and _scheme_is_allowed(first)) or (
+        isinstance(first, _Slot) and first.context is _Context.URL
+    )
     return _Plan(tuple(steps), walker.result(), fixed)
 
 
@@ -509,6 +515,8 @@ def _as_url(value: str) -> str | None:
     url = value.strip(_BLANK)
     if not _HTTP_URL.match(url):
         return None
+    if _URL_AS_IS.fullmatch(url):
+        return url  # nothing for quote() to encode and no "%" to check: what the line below returns for it
     return _LONE_PERCENT.sub("%25", quote(url, safe=_URL_SAFE, errors="replace"))
 
 
@@ -520,6 +528,8 @@ def _encode(value: str, context: _Context) -> str | None:
         return value if _HOST_VALUE.fullmatch(value) else None
     if _NOTHING_TO_QUOTE.fullmatch(value):
         return value  # what quote() returns for it, without its encode/decode round trip
+    if _ONLY_SPACES_TO_QUOTE.fullmatch(value):
+        return value.replace(" ", "%20")  # likewise ("John Smith"); a space is in no context's safe set
     return quote(value, safe=_SAFE_CHARACTERS.get(context, ""), errors="replace")
 
 

@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from core.errors import TemplateError, TemplateProblem
 from core.templates import (
+    _LONE_PERCENT,
     _SAFE_CHARACTERS,
+    _URL_SAFE,
     ALLOWED_SCHEMES,
     CALL_PROPERTIES,
     STANDARD_FIELDS,
     Placeholder,
+    _as_url,
     _Context,
     _encode,
     find_problems,
@@ -721,3 +724,10 @@ def test_any_template_is_checked_and_rendered_without_raising(template: str, val
 )
 def test_values_are_encoded_exactly_as_quote_encodes_them(value: str, context: _Context) -> None:
     assert _encode(value, context) == quote(value, safe=_SAFE_CHARACTERS.get(context, ""), errors="replace")
+
+
+@given(st.text(alphabet="aZ09_.~-!#$&'()*+,/:;=?@[]% é\\\t\"<>{}|^`", max_size=40))
+def test_a_whole_url_value_is_encoded_as_quote_encodes_it(rest: str) -> None:
+    url = "https://crm.example.com/" + rest
+    expected = _LONE_PERCENT.sub("%25", quote(url.strip(" \t"), safe=_URL_SAFE, errors="replace"))
+    assert _as_url(url) == expected
