@@ -232,6 +232,7 @@ def build_connector(
         crm=preset.name, base_url=values.get("api_base_url", ""), auth=auth, redactor=redactor,
         headers={name: render_settings_template(v, values) for name, v in preset.headers.items()},
         transport=transport, timeouts=timeouts, retry=retry, ca_bundle=ca_bundle, sleep=sleep, clock=clock,
+        settings={s.name: (s.label, values[s.name]) for s in preset.settings},
     )  # fmt: skip
     api = ApiConnector(preset, values, http, page_size=page_size)
     if preset.module is None:

@@ -112,7 +112,10 @@ class StaticAuth:
 
 
 class CrmHttp:
-    """An ``httpx.AsyncClient`` that retries, waits out rate limits and reports failures in admin terms."""
+    """An ``httpx.AsyncClient`` that retries, waits out rate limits and reports failures in admin terms.
+
+    ``settings`` (name → label and value) lets a header httpx cannot send be traced back to the setting behind it.
+    """
 
     def __init__(
         self,
@@ -128,6 +131,7 @@ class CrmHttp:
         ca_bundle: str | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.time,
+        settings: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.crm = crm
         self.auth = auth
@@ -137,6 +141,8 @@ class CrmHttp:
         self._timeouts = timeouts
         self._retry = retry
         self._sleep = sleep
+        self._settings = dict(settings or {})
+        self._check_headers(headers or {})
         self._client = httpx.AsyncClient(
             transport=transport,
             verify=_tls_context(ca_bundle),
@@ -187,10 +193,12 @@ class CrmHttp:
             url = self.url_for(target)
             if authenticate:
                 self._check_origin(url)
+            sent_headers = {**(headers or {}), **auth_headers}
+            self._check_headers(sent_headers)
             try:
                 response = await self._send(
                     method, url, what, params={**(params or {}), **auth_params}, json=json, data=data, content=content,
-                    headers={**(headers or {}), **auth_headers},
+                    headers=sent_headers,
                 )  # fmt: skip
             except _Transient as exc:
                 failure, delay = exc.failure, self._backoff(attempt)
@@ -266,6 +274,24 @@ class CrmHttp:
         if _origin(url) != _origin(self.base_url):
             raise ConnectorError(
                 f"{self.crm} pointed to another server ({urlsplit(url).hostname}); stopped to keep the credentials safe"
+            )
+
+    def _check_headers(self, headers: Mapping[str, str]) -> None:
+        """Header values travel as ASCII: name the setting (or else the header) holding another character."""
+        for header, value in headers.items():
+            if value.isascii():
+                continue
+            for name, (label, text) in self._settings.items():
+                if not text.isascii() and text in value:
+                    raise ConnectorError(
+                        f"{label}: holds a character that cannot be sent to {self.crm} in an HTTP header (an accented "
+                        "letter, a typographic quote or a special space, for example); type it again in plain ASCII "
+                        f"characters, or copy it again from {self.crm}",
+                        field=name,
+                    )
+            raise ConnectorError(
+                f"The {header} header for {self.crm} would hold a character that cannot be sent (not ASCII): "
+                "check the integration's settings for accented letters, typographic quotes or special spaces"
             )
 
     def _backoff(self, attempt: int) -> float:

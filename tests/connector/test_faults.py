@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.connector import RetryPolicy, Timeouts, get_preset
+from core.connector import ApiConnector, RetryPolicy, Timeouts, get_preset
 from core.errors import ConnectorError
 from tests.connector.conftest import FakeSleep, api_preset, connect, fetch_all
 from tests.connector.test_vendors import (
@@ -322,6 +322,43 @@ async def test_basic_credentials_never_appear_in_logs(sleep: FakeSleep, caplog: 
         await fetch_all(connect(get_preset("insightly"), insightly(url), sleep))
     encoded = base64.b64encode(f"{INSIGHTLY_KEY}:".encode()).decode()
     assert INSIGHTLY_KEY not in caplog.text and encoded not in caplog.text
+
+
+ACCENTED_SECRET = "sk_live_clé_0123456789"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    ['type = "bearer"\ntoken = "{key}"', 'type = "api_key"\nin = "header"\nname = "X-Api-Key"\nvalue = "{key}"'],
+)
+async def test_a_secret_no_header_can_carry_names_its_setting(sleep: FakeSleep, auth: str) -> None:
+    preset = api_preset(CLOSE, settings='[[settings]]\nname = "key"\nlabel = "API key"\nkind = "secret"\n', auth=auth)
+    crm = CloseCrm([{"id": "a"}])
+    with serve(crm.app) as url, pytest.raises(ConnectorError) as caught:
+        await fetch_all(connect(preset, {"api_base_url": url, "key": ACCENTED_SECRET}, sleep))
+    assert caught.value.field == "key"
+    assert caught.value.message.startswith(
+        "API key: holds a character that cannot be sent to TestCRM in an HTTP header"
+    )
+    assert "clé" not in str(caught.value) and "é" not in caught.value.message
+    assert crm.requests == []
+
+
+def test_a_setting_in_a_preset_header_with_an_accent_names_its_setting(sleep: FakeSleep) -> None:
+    preset = api_preset(CLOSE, settings='[[settings]]\nname = "agent"\nlabel = "Agent name"\n',
+                        top='headers = { "X-Agent" = "{agent}" }')  # fmt: skip
+    with pytest.raises(ConnectorError) as caught:
+        connect(preset, {"api_base_url": "https://crm.example.com", "agent": "René"}, sleep)
+    assert (caught.value.field, caught.value.message[:12]) == ("agent", "Agent name: ")
+
+
+async def test_a_header_from_elsewhere_names_the_header(sleep: FakeSleep) -> None:
+    connector = connect(api_preset(CLOSE), {"api_base_url": "https://crm.example.com"}, sleep)
+    assert isinstance(connector, ApiConnector)
+    with pytest.raises(ConnectorError) as caught:
+        await connector.http.request("GET", "/api/v1/contact/", what="a test", headers={"X-Database": "société"})
+    await connector.aclose()
+    assert caught.value.message.startswith("The X-Database header for TestCRM would hold a character that cannot be")
 
 
 # -------------------------------------------------------------------------------------------------- TLS
