@@ -101,10 +101,6 @@ class WizardState:
             for item in preset.default_notification
         ]
         self.scripts = [
-            WizardScript(ScriptDraft(name=s.name, url_template=s.url, when=_when(s.when), auto_open=s.auto_open))
+            WizardScript(ScriptDraft(name=s.name, url_template=s.url, when=ScriptWhen(s.when), auto_open=s.auto_open))
             for s in preset.default_scripts
         ]
-
-
-def _when(value: str) -> ScriptWhen:
-    return {"match": ScriptWhen.MATCH, "no_match": ScriptWhen.NOMATCH, "always": ScriptWhen.ALWAYS}[value]

@@ -56,7 +56,7 @@ A preset by example (``presets/hubspot.toml`` is a complete one)::
     field = "DisplayName"
     label = "Name"
 
-    [[scripts]]                         # default scripts; when = match | no_match | always
+    [[scripts]]                         # default scripts; when = match | nomatch | always
     name = "Open in Acme"
     url = "$(PopUpUri)"
     when = "match"
@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator
 
 STANDARD_FIELDS: dict[str, str] = {"DisplayName": "Name", "Identifier": "Identifier", "PopUpUri": "CRM link"}
 TOKEN_NAMES = frozenset({"access_token", "refresh_token"})
@@ -319,12 +319,21 @@ class NotificationField(_Strict):
 
 
 class ScriptDefault(_Strict):
-    """A script offered by default, e.g. the screen pop opening ``$(PopUpUri)``."""
+    """A script offered by default, e.g. the screen pop opening ``$(PopUpUri)``.
+
+    ``when`` is spelt as the API and the script editor spell it: ``match``, ``nomatch`` or ``always``. The
+    older ``no_match`` is still read, as ``nomatch``.
+    """
 
     name: str
     url: str
-    when: Literal["match", "no_match", "always"] = "match"
+    when: Literal["match", "nomatch", "always"] = "match"
     auto_open: bool = False
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _read_no_match(cls, value: Any) -> Any:
+        return "nomatch" if value == "no_match" else value
 
 
 class Preset(_Strict):
