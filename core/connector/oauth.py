@@ -160,7 +160,7 @@ async def request_tokens(
         body = None
     if not isinstance(body, dict):
         raise ConnectorError(f"{http.crm} returned a token answer that is not valid JSON", status=response.status)
-    if response.status >= 400 or not body.get("access_token"):
+    if response.status >= 400 or body.get("error") or not body.get("access_token"):  # Zoho refuses with a 200
         raise _token_error(http.crm, form["grant_type"], response.status, body, redactor)
     tokens = {"access_token": str(body["access_token"])}
     if body.get("refresh_token"):
@@ -175,7 +175,8 @@ async def request_tokens(
 
 
 def _token_error(crm: str, grant: str, status: int, body: dict[str, Any], redactor: Redactor) -> ConnectorError:
-    code = str(body.get("error") or status)
+    """A refusal, whether it came as a 4xx or as a 200 with an ``error`` or without an access token."""
+    code = str(body.get("error") or (status if status >= 400 else "no access token"))
     subject = {
         "refresh_token": "the refresh token",
         "authorization_code": "the sign-in code",
@@ -187,8 +188,6 @@ def _token_error(crm: str, grant: str, status: int, body: dict[str, Any], redact
         advice = "check the client ID, secret and scope"
     else:
         advice = f"sign in to {crm} again from the integration's settings"
-    if status < 400:
-        return ConnectorError(f"{crm} sent no access token in its token answer", status=status)
     return ConnectorError(redactor(f"{crm} refused {subject} ({code}): {advice}"), status=status)
 
 

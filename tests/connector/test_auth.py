@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from core.connector import authorization_url, exchange_code
 from core.errors import ConnectorError, InvalidInput, PresetError
@@ -255,6 +260,29 @@ async def test_refused_refresh_token_in_admin_terms(sleep: FakeSleep) -> None:
             await fetch_all(connector)
     assert caught.value.message == (
         "TestCRM refused the refresh token (invalid_grant): sign in to TestCRM again from the integration's settings"
+    )
+    assert crm.requests == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [({"error": "invalid_code"}, "invalid_code"), ({"token_type": "Bearer", "expires_in": 3600}, "no access token")],
+)
+async def test_a_token_answer_of_200_without_a_token_is_a_refusal(
+    sleep: FakeSleep, answer: dict[str, Any], code: str
+) -> None:
+    async def token(_request: Request) -> JSONResponse:
+        return JSONResponse(answer)  # Zoho's way: HTTP 200 and an error in the body
+
+    provider = Starlette(routes=[Route("/oauth/token", token, methods=["POST"])])
+    crm = CloseCrm(RECORDS)
+    with serve(provider) as oauth_url, serve(crm.app) as url:
+        settings = oauth_settings(url, oauth_url, refresh_token="rt-revoked-1")
+        connector = connect(oauth_preset("oauth2_refresh_token"), settings, sleep)
+        with pytest.raises(ConnectorError) as caught:
+            await fetch_all(connector)
+    assert caught.value.message == (
+        f"TestCRM refused the refresh token ({code}): sign in to TestCRM again from the integration's settings"
     )
     assert crm.requests == []
 

@@ -2,8 +2,9 @@
 
 - ``POST /oauth/v2/token`` (accounts server, form): ``grant_type=refresh_token`` with ``client_id``,
   ``client_secret`` and ``refresh_token`` answers ``{access_token, api_domain, token_type: "Bearer",
-  expires_in: 3600}``; the refresh token does not rotate. A bad refresh token gets HTTP 200 with
-  ``{"error": "invalid_code"}`` (Zoho's way), a bad client 200 with ``{"error": "invalid_client"}``.
+  expires_in: 3600}``; the refresh token does not rotate. A bad or revoked refresh token gets HTTP 200 with
+  ``{"error": "invalid_code"}`` (Zoho's way), a bad client 200 with ``{"error": "invalid_client"}`` (not in
+  crm-apis.md; seen by Zoho's clients: zoho/zcrm-csharp-sdk#7, schmorrison/Zoho#12, Weble/ZohoBooksApi#84).
 - ``GET /crm/v8/{Contacts|Accounts|Leads}?fields=...&page=&per_page=`` with ``Authorization: Zoho-oauthtoken
   <token>`` (``Bearer`` is refused); ``fields`` is mandatory (at most 50 API names, unknown names refused).
 - ``per_page`` defaults to 200 and may not exceed it; ``page`` works up to record 2,000 (``page * per_page``),
@@ -71,6 +72,7 @@ class ZohoEmulator(EmulatedCrm):
         }
         self.page_sizes: list[int] = []
         self.token_requests = 0
+        self.refresh_revoked = False
         self._serial = itertools.count(1)
         super().__init__()
 
@@ -84,13 +86,22 @@ class ZohoEmulator(EmulatedCrm):
         """Make every access token invalid (as when it expires early)."""
         self.access_tokens.clear()
 
+    def revoke_refresh_token(self) -> None:
+        """The admin removed the connection in Zoho: the refresh token and its access tokens stop working."""
+        self.refresh_revoked = True
+        self.access_tokens.clear()
+
     async def token(self, request: Request) -> Response:
         recorded = await self.record(request)
         form = {**recorded.query, **recorded.form()}
         self.token_requests += 1
         if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
             return self.json({"error": "invalid_client"})
-        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != self.refresh_token:
+        if (
+            self.refresh_revoked
+            or form.get("grant_type") != "refresh_token"
+            or form.get("refresh_token") != self.refresh_token
+        ):
             return self.json({"error": "invalid_code"})
         token = f"1000.{next(self._serial):04d}accesssecret.zoho"
         self.access_tokens.add(token)

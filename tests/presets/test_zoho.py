@@ -120,6 +120,22 @@ async def test_a_refused_refresh_token_stops_the_sync_without_showing_secrets() 
     assert REFRESH not in caught.value.message and SECRET not in caught.value.message
 
 
+async def test_a_refresh_token_revoked_mid_sync_is_refused_like_an_invalid_grant() -> None:
+    crm = ZohoEmulator(client_id=CLIENT_ID, client_secret=SECRET, refresh_token=REFRESH,
+                       contacts=[contact(p) for p in make_people(450, seed=28)])  # fmt: skip
+    pages = 0
+    with serve(crm.app) as url:
+        connector = build_connector(get_preset("zoho"), settings(url), page_size=200)
+        with pytest.raises(ConnectorError) as caught:
+            async for _page in connector.fetch(progress=lambda p: crm.revoke_refresh_token()):
+                pages += 1
+        await connector.aclose()
+    assert caught.value.message == (
+        "Zoho CRM refused the refresh token (invalid_code): sign in to Zoho CRM again from the integration's settings"
+    )
+    assert not caught.value.retryable and pages == 1 and crm.token_requests == 2
+
+
 def test_data_centre_fills_in_the_addresses() -> None:
     preset = get_preset("zoho")
     names = [s.name for s in preset.settings]
