@@ -29,7 +29,7 @@ log = logging.getLogger("core.connector")
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-_RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset")
+_RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset", "x-ratelimit-minutely-reset")
 
 
 class Redactor:
@@ -385,7 +385,12 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
 
 
 def _rate_limit_delay(response: CrmResponse, now: float) -> float | None:
-    """Seconds to wait, from ``Retry-After`` (seconds or HTTP date), reset headers or HubSpot's interval."""
+    """Seconds to wait, from ``Retry-After`` (seconds or HTTP date), reset headers or HubSpot's interval.
+
+    A reset header counts only if its window has no calls left (or does not say): Exact Online sends a daily and
+    a minutely window: a spent minute waits for the minute, a spent day (checked first) for the day. ``None``
+    (nothing to go by): back off briefly.
+    """
     headers = response.headers
     retry_after = headers.get("retry-after", "").strip()
     if retry_after:
@@ -397,6 +402,9 @@ def _rate_limit_delay(response: CrmResponse, now: float) -> float | None:
             except (TypeError, ValueError):
                 pass
     for name in _RESET_HEADERS:
+        remaining = headers.get(name.replace("reset", "remaining"), "").strip()
+        if remaining.isdigit() and int(remaining) > 0:
+            continue
         try:
             value = float(headers.get(name, ""))
         except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -131,6 +132,44 @@ async def test_waits_out_a_rate_limit() -> None:
                                     tokens=tokens, sleep=sleep)  # fmt: skip
         records, _ = await fetch_all(connector)
     assert len(records) == 310 and sleep.calls == [31.0]
+
+
+async def rate_limited_sync(fault: Fault) -> tuple[list[float], ConnectorError | None]:
+    """The waits of a sync whose first bulk page is answered with ``fault``, and the error it ended with."""
+    crm, _ = division_data(page_size=1000)
+    crm.faults.on(1, fault=fault)
+    sleep = NoSleep()
+    with serve(crm.app) as url:
+        tokens = await sign_in(url)
+        connector = build_connector(get_preset("exact-online"), settings(url, division=str(DIVISION)),
+                                    tokens=tokens, sleep=sleep)  # fmt: skip
+        try:
+            await fetch_all(connector)
+        except ConnectorError as exc:
+            return sleep.calls, exc
+    return sleep.calls, None
+
+
+async def test_a_spent_minutely_limit_waits_for_the_minute_to_end_not_the_day() -> None:
+    waits, error = await rate_limited_sync(Fault.rate_limit(retry_after=None))  # X-RateLimit-Minutely-Remaining: 0
+    assert error is None and len(waits) == 1 and 0 <= waits[0] <= 60
+
+
+async def test_a_spent_daily_limit_is_left_to_the_next_sync() -> None:
+    reset = str(int((time.time() + 6 * 3600) * 1000))  # epoch milliseconds
+    spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, "X-RateLimit-Minutely-Remaining": "59"}
+    waits, error = await rate_limited_sync(Fault.rate_limit(retry_after=None, headers=spent))
+    assert error is not None and error.retryable and waits == []
+    assert error.message == (
+        "Exact Online rate limit: asked to wait 6 hours, longer than the 5 minutes allowed for retries; "
+        "the next sync will try again"
+    )
+
+
+async def test_a_429_with_calls_left_in_both_windows_backs_off_briefly() -> None:
+    left = {"X-RateLimit-Minutely-Remaining": "12"}  # daily: 4900 left
+    waits, error = await rate_limited_sync(Fault.rate_limit(retry_after=None, headers=left))
+    assert error is None and len(waits) == 1 and 0.5 <= waits[0] <= 1.0  # the first backoff step, with jitter
 
 
 async def test_a_division_the_user_cannot_open_is_explained() -> None:
