@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import random
@@ -115,6 +116,7 @@ class CrmHttp:
     """An ``httpx.AsyncClient`` that retries, waits out rate limits and reports failures in admin terms.
 
     ``settings`` (name → label and value) lets a header httpx cannot send be traced back to the setting behind it.
+    ``tls_context`` verifies the CRM's certificate; every client without a CA bundle shares one.
     """
 
     def __init__(
@@ -143,9 +145,10 @@ class CrmHttp:
         self._sleep = sleep
         self._settings = dict(settings or {})
         self._check_headers(headers or {})
+        self.tls_context = _tls_context(ca_bundle)
         self._client = httpx.AsyncClient(
             transport=transport,
-            verify=_tls_context(ca_bundle),
+            verify=self.tls_context,
             timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=None),
             follow_redirects=False,
             headers={"User-Agent": f"switchboard/{__version__}", "Accept": "application/json", **(headers or {})},
@@ -372,16 +375,22 @@ class _Transient(Exception):
         self.failure = failure
 
 
-def _tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """Verification always on; a CA bundle is added to the usual trust store, never replaces it."""
     if ca_bundle is None:
-        return True
+        return _default_tls_context()
     context = ssl.create_default_context(cafile=certifi.where())
     try:
         context.load_verify_locations(cafile=ca_bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ConnectorError(f"The CA bundle {ca_bundle} cannot be used ({exc.__class__.__name__})") from None
     return context
+
+
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    """httpx's own verifying context, built once per process (loading the trust store takes tens of ms)."""
+    return httpx.create_ssl_context()
 
 
 def _rate_limit_delay(response: CrmResponse, now: float) -> float | None:

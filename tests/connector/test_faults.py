@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
+import ssl
 
 import pytest
 from starlette.requests import Request
@@ -387,3 +388,18 @@ def test_an_unreadable_ca_bundle(tmp_path: pytest.TempPathFactory) -> None:
             FakeSleep(),
             ca_bundle=str(tmp_path / "missing.pem"),
         )  # type: ignore[operator]
+
+
+async def test_connectors_share_one_verifying_tls_context(sleep: FakeSleep, tmp_path: pytest.TempPathFactory) -> None:
+    files = make_tls_files(tmp_path)  # type: ignore[arg-type]
+    settings = {"api_base_url": "https://crm.example.com"}
+    connectors = [connect(api_preset(CLOSE), settings, sleep), connect(api_preset(CLOSE), settings, sleep),
+                  connect(api_preset(CLOSE), settings, sleep, ca_bundle=str(files.ca))]  # fmt: skip
+    clients = [c.http for c in connectors if isinstance(c, ApiConnector)]
+    first, second, custom = (client.tls_context for client in clients)
+    in_use = clients[0]._client._transport._pool._ssl_context  # type: ignore[attr-defined]  # what httpx connects with
+    for connector in connectors:
+        await connector.aclose()
+    assert first is second and in_use is first
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    assert custom is not first and custom.verify_mode == ssl.CERT_REQUIRED  # a CA bundle gets a context of its own
