@@ -34,6 +34,7 @@ from core.errors import ConnectorError, InvalidInput, PresetError
 from core.presets import (
     OAuth2AuthorizationCode,
     OAuth2ClientCredentials,
+    OAuth2RefreshToken,
     OAuthConfig,
     Preset,
     Template,
@@ -161,7 +162,8 @@ async def request_tokens(
     if not isinstance(body, dict):
         raise ConnectorError(f"{http.crm} returned a token answer that is not valid JSON", status=response.status)
     if response.status >= 400 or body.get("error") or not body.get("access_token"):  # Zoho refuses with a 200
-        raise _token_error(http.crm, form["grant_type"], response.status, body, redactor)
+        pasted = isinstance(config, OAuth2RefreshToken)  # the admin pasted it in; no sign-in gives a new one
+        raise _token_error(http.crm, form["grant_type"], response.status, body, redactor, pasted=pasted)
     tokens = {"access_token": str(body["access_token"])}
     if body.get("refresh_token"):
         tokens["refresh_token"] = str(body["refresh_token"])
@@ -174,8 +176,13 @@ async def request_tokens(
     return tokens
 
 
-def _token_error(crm: str, grant: str, status: int, body: dict[str, Any], redactor: Redactor) -> ConnectorError:
-    """A refusal, whether it came as a 4xx or as a 200 with an ``error`` or without an access token."""
+def _token_error(
+    crm: str, grant: str, status: int, body: dict[str, Any], redactor: Redactor, *, pasted: bool = False
+) -> ConnectorError:
+    """A refusal, whether it came as a 4xx or as a 200 with an ``error`` or without an access token.
+
+    ``pasted``: the refresh token is a setting the admin copied from the CRM, so the advice is to make a new one.
+    """
     code = str(body.get("error") or (status if status >= 400 else "no access token"))
     subject = {
         "refresh_token": "the refresh token",
@@ -186,6 +193,8 @@ def _token_error(crm: str, grant: str, status: int, body: dict[str, Any], redact
         advice = "check the client ID and client secret"
     elif grant == "client_credentials":
         advice = "check the client ID, secret and scope"
+    elif pasted and grant == "refresh_token":
+        advice = f"make a new refresh token in {crm} and paste it into the integration's settings"
     else:
         advice = f"sign in to {crm} again from the integration's settings"
     return ConnectorError(redactor(f"{crm} refused {subject} ({code}): {advice}"), status=status)

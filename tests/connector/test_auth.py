@@ -259,7 +259,8 @@ async def test_refused_refresh_token_in_admin_terms(sleep: FakeSleep) -> None:
         with pytest.raises(ConnectorError) as caught:
             await fetch_all(connector)
     assert caught.value.message == (
-        "TestCRM refused the refresh token (invalid_grant): sign in to TestCRM again from the integration's settings"
+        "TestCRM refused the refresh token (invalid_grant): "
+        "make a new refresh token in TestCRM and paste it into the integration's settings"
     )
     assert crm.requests == []
 
@@ -282,7 +283,8 @@ async def test_a_token_answer_of_200_without_a_token_is_a_refusal(
         with pytest.raises(ConnectorError) as caught:
             await fetch_all(connector)
     assert caught.value.message == (
-        f"TestCRM refused the refresh token ({code}): sign in to TestCRM again from the integration's settings"
+        f"TestCRM refused the refresh token ({code}): "
+        "make a new refresh token in TestCRM and paste it into the integration's settings"
     )
     assert crm.requests == []
 

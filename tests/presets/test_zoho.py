@@ -131,7 +131,8 @@ async def test_a_refresh_token_revoked_mid_sync_is_refused_like_an_invalid_grant
                 pages += 1
         await connector.aclose()
     assert caught.value.message == (
-        "Zoho CRM refused the refresh token (invalid_code): sign in to Zoho CRM again from the integration's settings"
+        "Zoho CRM refused the refresh token (invalid_code): "
+        "make a new refresh token in Zoho CRM and paste it into the integration's settings"
     )
     assert not caught.value.retryable and pages == 1 and crm.token_requests == 2
 
