@@ -1,6 +1,13 @@
-"""Operator commands for integrations: list, show, enable, disable, delete."""
+"""Operator commands for integrations: list, show, enable, disable, delete; the browser sign-in of ``add``."""
 
 from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import click
 from sqlmodel import Session
@@ -16,8 +23,11 @@ from core.cli.base import (
     pass_state,
     tenant_option,
 )
-from core.models import Integration, Tenant
+from core.errors import ConnectorError
+from core.models import Integration, OAuthStatus, Tenant
+from core.presets import OAuth2AuthorizationCode, Preset
 from core.services import integrations as svc
+from core.services import oauth
 
 
 @cli.group("integration")
@@ -124,3 +134,112 @@ def integration_delete(state: State, integration_id: int, tenant_slug: str | Non
         name = integration.name
         svc.delete_integration(session=session, actor=state.actor, integration=integration)
     click.echo(f"integration {integration_id} ({name}) deleted")
+
+
+# --- OAuth sign-in for ``integration add`` ----------------------------------------------------------------
+
+POLL_INTERVAL = 1.0
+"""Seconds between looks at a started sign-in while ``integration add`` waits for the admin's browser."""
+
+RUN_AGAIN = "Run `switchboard integration add` again."
+
+INTERRUPTED = 130
+"""The exit code after Ctrl+C, as shells report a command ended by SIGINT."""
+
+
+@contextmanager
+def browser_sign_in(
+    state: State, *, tenant_slug: str, preset: Preset, values: Mapping[str, str], timeout: float | None
+) -> Iterator[str | None]:
+    """For a preset that signs in in a browser: start the sign-in, wait for it, and give its ``state``.
+
+    Yields None for other presets. The body (the connection test and the storing) takes the tokens; if it
+    fails, or the wait ends without a sign-in (declined, expired, ``timeout`` seconds, Ctrl+C), the sign-in
+    is cancelled, so that tokens the CRM sends later are never kept, and nothing is stored.
+    """
+    if not isinstance(preset.auth, OAuth2AuthorizationCode):
+        yield None
+        return
+    with state.session() as session:
+        pending = oauth.begin_authorization(
+            session=session, actor=state.actor, tenant=load_tenant(session, tenant_slug), box=state.runtime.box,
+            preset_key=preset.key, settings=values, redirect_base=state.runtime.settings.public_base_url(),
+        )  # fmt: skip
+    try:
+        _show_sign_in(preset, pending)
+        _wait_for_sign_in(state, tenant_slug, preset, pending, timeout)
+        click.echo(f"signed in at {preset.name}; testing the connection", err=True)
+        yield pending.state
+    except KeyboardInterrupt:
+        if not _cancel(state, tenant_slug, pending.state):
+            raise  # the integration was stored: the interrupted step after it says what happened
+        click.echo(f"\nsign-in at {preset.name} cancelled; nothing was stored", err=True)
+        sys.exit(INTERRUPTED)
+    except BaseException:
+        _cancel(state, tenant_slug, pending.state)
+        raise
+
+
+def _show_sign_in(preset: Preset, pending: oauth.PendingAuthorization) -> None:
+    """Tell the admin where to sign in, where the CRM sends the browser back, and how long it may take."""
+    until = pending.expires_at.strftime("%H:%M UTC")
+    click.echo(
+        f"To connect {preset.name}, open this address in a browser and sign in:\n\n  {pending.url}\n\n"
+        f"{preset.name} sends the browser back to {pending.redirect_uri}: `switchboard serve` must be running "
+        "and reachable there from the browser (SWITCHBOARD_PUBLIC_URL sets that address), and it must be "
+        f"registered with {preset.name} as the redirect URI.\n"
+        f"Waiting for the sign-in until {until} (Ctrl+C cancels)...",
+        err=True,
+    )
+
+
+def _wait_for_sign_in(
+    state: State, tenant_slug: str, preset: Preset, pending: oauth.PendingAuthorization, timeout: float | None
+) -> None:
+    """Poll until the sign-in is completed; ``ConnectorError`` when it failed, expired or ``timeout`` passed.
+
+    Ctrl+C is taken between looks, never in the middle of a database call (where the driver would turn it into
+    a database error), and raised as ``KeyboardInterrupt``.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    interrupted = threading.Event()
+    with _ctrl_c_sets(interrupted):
+        while not interrupted.is_set():
+            with state.session() as session:
+                tenant = load_tenant(session, tenant_slug)
+                status = oauth.authorization_status(session=session, tenant=tenant, state=pending.state)
+            if status.status is OAuthStatus.COMPLETED:
+                return
+            if status.finished:
+                reason = status.error or f"The sign-in at {preset.name} did not succeed."
+                raise ConnectorError(
+                    f"{reason.replace(oauth.START_AGAIN, RUN_AGAIN)} Nothing was stored.", field="sign-in"
+                )
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ConnectorError(
+                    f"Nobody signed in at {preset.name} within {timeout:g} seconds; nothing was stored. {RUN_AGAIN}",
+                    field="sign-in",
+                )
+            interrupted.wait(POLL_INTERVAL if left is None else min(POLL_INTERVAL, left))
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While the block runs, Ctrl+C (SIGINT) sets ``event`` instead of raising (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cancel(state: State, tenant_slug: str, oauth_state: str) -> bool:
+    """Cancel the sign-in unless its tokens were taken; whether it was cancelled."""
+    with state.session() as session:
+        tenant = load_tenant(session, tenant_slug)
+        return oauth.cancel_authorization(session=session, actor=state.actor, tenant=tenant, state=oauth_state)

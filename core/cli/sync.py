@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from core.cli.base import State, cli, emit_fields, emit_json, emit_table, json_option, load_tenant, pass_state
-from core.cli.integrations import integration_group
+from core.cli.integrations import browser_sign_in, integration_group
 from core.errors import InvalidInput, SwitchboardError
 from core.models import SyncOutcome, SyncRunPublic
 from core.presets import Preset, get_preset, load_presets
@@ -72,6 +72,13 @@ class _ProgressLine:
 @click.option("--secret-stdin", default=None, metavar="KEY", help="Read the value of setting KEY from standard input.")
 @click.option("--schedule", default=None, metavar="CRON", help="When to sync, e.g. '30 2 * * *' (default: nightly).")
 @click.option("--no-sync", is_flag=True, help="Test the connection but do not run the first sync now.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="For CRMs you sign in to in a browser: how long to wait for the sign-in (default: until it expires).",
+)
 @json_option
 @pass_state
 def integration_add(
@@ -83,12 +90,15 @@ def integration_add(
     secret_stdin: str | None,
     schedule: str | None,
     no_sync: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Connect a CRM: check the settings, test the connection, store it, run the first sync.
 
     Nothing is stored if the settings are wrong or the connection test fails. Secret settings are stored
     encrypted and never printed; at a terminal, required secrets not given with --set are asked for.
+    For CRMs you sign in to in a browser (OAuth), it prints the sign-in address and waits until you have
+    signed in; `switchboard serve` must be reachable at the redirect address it names.
     """
     preset = get_preset(preset_key)
     values = _parse_sets(pairs)
@@ -97,21 +107,27 @@ def integration_add(
     _ask_missing_secrets(preset, values)
     with state.session() as session:
         load_tenant(session, tenant_slug)  # a wrong tenant fails before the CRM is contacted
+    if schedule is not None:
+        svc.check_schedule(schedule)  # before anyone signs in
     line = _ProgressLine(not as_json)
     try:
-        connected = asyncio.run(
-            connect_integration(
-                runtime=state.runtime,
-                actor=state.actor,
-                tenant_slug=tenant_slug,
-                preset_key=preset.key,
-                values=values,
-                name=name,
-                schedule=schedule,
-                first_sync=not no_sync,
-                progress=line,
+        with browser_sign_in(
+            state, tenant_slug=tenant_slug, preset=preset, values=values, timeout=timeout
+        ) as oauth_state:
+            connected = asyncio.run(
+                connect_integration(
+                    runtime=state.runtime,
+                    actor=state.actor,
+                    tenant_slug=tenant_slug,
+                    preset_key=preset.key,
+                    values=values,
+                    name=name,
+                    schedule=schedule,
+                    first_sync=not no_sync,
+                    progress=line,
+                    oauth_state=oauth_state,
+                )
             )
-        )
     finally:
         line.done()
     public = connected.integration

@@ -482,6 +482,23 @@ def keep_renewed_tokens(
     _transition(session, row.id or 0, OAuthStatus.COMPLETED, OAuthStatus.COMPLETED, tokens=box.seal(clean))
 
 
+def cancel_authorization(*, session: Session, actor: Actor, tenant: Tenant, state: str) -> bool:
+    """Give up the tenant's sign-in ``state``: a later answer from the CRM is refused, tokens received are dropped.
+
+    For a front end that stops waiting (Ctrl+C, a timeout, a failed connection test). Returns False, changing
+    nothing, when the sign-in is no longer pending or completed (its tokens were taken, or it failed). Runs in
+    the caller's transaction.
+    """
+    row = _find(session, state, tenant=tenant)
+    message = f"The sign-in at {crm_name(row.preset)} was cancelled in switchboard. {START_AGAIN}"
+    for old in (OAuthStatus.PENDING, OAuthStatus.COMPLETED):
+        if _transition(session, row.id or 0, old, OAuthStatus.FAILED, error=message, tokens=""):
+            record(session, actor=actor, action="oauth.cancel", tenant_id=tenant.id, target=row.preset,
+                   details={"was": old.value})  # fmt: skip
+            return True
+    return False
+
+
 def _not_ready_message(status: AuthorizationStatus) -> str:
     if status.status is OAuthStatus.PENDING:
         return f"The sign-in at {status.crm} is not finished yet: sign in in the browser tab the wizard opened."

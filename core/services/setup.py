@@ -177,24 +177,32 @@ async def connect_integration(
     progress: ProgressCallback | None = None,
     node: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    oauth_state: str | None = None,
 ) -> Connected:
     """Check, test, store and (unless told not to) sync a new integration; nothing is stored if a check fails.
 
-    Script-only presets have no connection to test and nothing to sync.
+    Script-only presets have no connection to test and nothing to sync. ``oauth_state`` names the tenant's
+    completed OAuth sign-in (:func:`core.services.oauth.begin_authorization`): its tokens are borrowed for the
+    connection test and taken for good in the transaction that stores the integration, as the wizard does.
     """
     preset = get_preset(preset_key)
     checked = check_values(preset, values)
     if schedule is not None:
         schedule = integrations.check_schedule(schedule)
+    signed_in = None if oauth_state is None else await asyncio.to_thread(_borrow, runtime, tenant_slug, oauth_state)
     test = (
         None
         if preset.is_script_only
-        else await check_connection(preset=preset, values=checked, transport=transport, tenant=tenant_slug)
+        else await check_connection(
+            preset=preset, values=checked, tokens=signed_in, transport=transport, tenant=tenant_slug
+        )
     )
 
     def store() -> tuple[int, IntegrationPublic]:
         with session_scope(runtime.engine) as session:
             tenant = _tenant(session, tenant_slug)
+            if oauth_state is not None:  # the test's tokens include these, renewed if the test renewed them
+                oauth.take_tokens(session=session, box=runtime.box, tenant=tenant, state=oauth_state)
             integration = add_integration(
                 session=session, actor=actor, tenant=tenant, box=runtime.box, preset=preset, values=checked,
                 name=name, schedule=schedule, tokens=test.tokens if test else None,
@@ -216,6 +224,14 @@ async def connect_integration(
         )
         public = await asyncio.to_thread(_public, runtime, integration_id)
     return Connected(public, test, run)
+
+
+def _borrow(runtime: Runtime, tenant_slug: str, state: str) -> dict[str, str]:
+    """A completed sign-in's tokens, read without taking them (the transaction is rolled back)."""
+    with Session(runtime.engine) as session:
+        tokens = oauth.take_tokens(session=session, box=runtime.box, tenant=_tenant(session, tenant_slug), state=state)
+        session.rollback()
+    return tokens
 
 
 def _tenant(session: Session, slug: str) -> Tenant:
