@@ -50,13 +50,16 @@ class ChildCommand:
         return [sys.executable, "-c", code, *self.argv(identity_fd)]
 
 
-def tui_command(settings: Settings) -> ChildCommand:
+def tui_command(settings: Settings, *, public_url: str | None = None) -> ChildCommand:
     """The real child: ``switchboard --data-dir DIR tui --identity-fd N``, on the same database as the server.
 
     The database URL and the secret key go through the environment (never the command line, where any local
-    user could read them in the process list).
+    user could read them in the process list). ``public_url`` is where browsers reach this server's HTTP shim,
+    for the wizard's OAuth sign-ins (see :meth:`SshConfig.from_options`).
     """
     env: list[tuple[str, str]] = [("SWITCHBOARD_LOG_LEVEL", settings.log_level)]
+    if public_url:
+        env.append(("SWITCHBOARD_PUBLIC_URL", public_url))
     if settings.database_url:
         env.append(("SWITCHBOARD_DATABASE_URL", settings.database_url))
     if settings.secret_key:
@@ -108,7 +111,14 @@ class SshConfig:
 
     @classmethod
     def from_options(cls, settings: Settings, options: Any, environ: Mapping[str, str] = os.environ) -> SshConfig:
-        """The configuration for ``switchboard serve``: its ``ServeOptions``, the environment's knobs, the real TUI."""
+        """The configuration for ``switchboard serve``: its ``ServeOptions``, the environment's knobs, the real TUI.
+
+        Without a configured public URL, the sessions' OAuth sign-ins are sent back to the port this server's
+        shim really listens on (``--http-port``), not to the default one.
+        """
+        public_url = settings.public_url
+        if public_url is None and getattr(options, "http", False):
+            public_url = settings.public_base_url(http_port=int(options.http_port))
         return cls(
             pool_size=_pool_size(environ.get("SWITCHBOARD_SSH_POOL_SIZE", "2")),
             spawner=_spawner(environ.get("SWITCHBOARD_SSH_SPAWNER", "fork")),
@@ -117,7 +127,7 @@ class SshConfig:
             idle_timeout=float(getattr(options, "ssh_idle_timeout", cls.idle_timeout)),
             max_sessions=int(getattr(options, "ssh_max_sessions", cls.max_sessions)),
             max_sessions_per_user=int(getattr(options, "ssh_max_sessions_per_user", cls.max_sessions_per_user)),
-            child=tui_command(settings),
+            child=tui_command(settings, public_url=public_url),
         )
 
 

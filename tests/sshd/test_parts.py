@@ -181,10 +181,23 @@ def test_create_service_reads_the_serve_options(tmp_path: Path) -> None:
             idle_timeout=60.0,
             max_sessions=5,
             max_sessions_per_user=10,
-            child=tui_command(runtime.settings),
+            child=tui_command(runtime.settings, public_url="http://127.0.0.1:8080"),
         )
     finally:
         runtime.close()
+
+
+def test_sessions_send_oauth_sign_ins_back_to_the_port_the_shim_listens_on(tmp_path: Path) -> None:
+    from core.serve import ServeOptions
+
+    def public_url(settings: Settings, options: ServeOptions) -> str | None:
+        return dict(SshConfig.from_options(settings, options, {}).child.env).get("SWITCHBOARD_PUBLIC_URL")
+
+    plain = Settings(data_dir=tmp_path)
+    assert public_url(plain, ServeOptions(http_port=9000)) == "http://127.0.0.1:9000"
+    assert public_url(plain, ServeOptions(http=False)) is None  # no shim here: the settings' default stands
+    configured = Settings(data_dir=tmp_path, public_url="https://switchboard.example.com")
+    assert public_url(configured, ServeOptions(http_port=9000)) == "https://switchboard.example.com"
 
 
 async def test_describe_names_the_fingerprint_and_the_command(ssh_server: SshService) -> None:
