@@ -69,7 +69,20 @@ def tui_command(settings: Settings, *, public_url: str | None = None) -> ChildCo
         args=("--data-dir", str(settings.data_dir), "tui", "--identity-fd", IDENTITY_FD),
         env=tuple(env),
         # alembic too: each child checks the schema on start, and what the helper imported stays shared memory.
-        preload=("tui.cli", "tui.app", "textual.app", "alembic.command", "alembic.config", "alembic.script"),
+        preload=(
+            "tui.cli",
+            "tui.app",
+            "textual.app",
+            "alembic.command",
+            "alembic.config",
+            "alembic.script",
+            # what every session imports on its first frame anyway: loaded once, its memory shared
+            "textual.drivers.linux_driver",
+            "textual._xterm_parser",
+            "rich._emoji_codes",
+            "sqlite3",
+            "tzdata",
+        ),
     )
 
 
