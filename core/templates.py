@@ -66,8 +66,8 @@ _HTTP_URL = re.compile(r"https?://[^\s/?#\\]", re.IGNORECASE)
 _HOST_VALUE = re.compile(r"[A-Za-z0-9.-]*")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SEGMENT_END = re.compile(r"[/?#]")
-_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib's quote() never encodes, whatever ``safe``
-_ONLY_SPACES_TO_QUOTE = re.compile(r"[A-Za-z0-9_.~ -]*")
+# What urllib's quote() never encodes, whatever ``safe``, and the space, which no context's ``safe`` holds.
+_UNRESERVED_OR_SPACE = re.compile(r"[A-Za-z0-9_.~ -]*")
 _URL_AS_IS = re.compile(r"[A-Za-z0-9_.~!#$&'()*+,/:;=?@\[\]-]*")  # quote(safe=_URL_SAFE) keeps these; no "%"
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved characters kept when a value is inserted as a whole URL
 _SNIPPET = 40
@@ -159,7 +159,7 @@ class _SchemeCheck:
 class _Plan:
     steps: tuple[str | _Slot, ...]
     scheme: _SchemeCheck
-    scheme_fixed: bool = False  # the leading literal alone holds an allowed "scheme:": no value can change it
+    scheme_fixed: bool = False  # the leading step alone makes the scheme an allowed one: no value can change it
 
 
 def _is_name_character(character: str) -> bool:
@@ -526,10 +526,8 @@ def _encode(value: str, context: _Context) -> str | None:
         return _as_url(value)
     if context is _Context.HOST:
         return value if _HOST_VALUE.fullmatch(value) else None
-    if _NOTHING_TO_QUOTE.fullmatch(value):
-        return value  # what quote() returns for it, without its encode/decode round trip
-    if _ONLY_SPACES_TO_QUOTE.fullmatch(value):
-        return value.replace(" ", "%20")  # likewise ("John Smith"); a space is in no context's safe set
+    if _UNRESERVED_OR_SPACE.fullmatch(value):
+        return value.replace(" ", "%20")  # what quote() returns for it ("John Smith"), without its round trip
     return quote(value, safe=_SAFE_CHARACTERS.get(context, ""), errors="replace")
 
 
