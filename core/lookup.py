@@ -1,8 +1,8 @@
-"""Answering "who is calling?" from the cache: the queries, the in-memory configuration, the result.
+"""Answering "who is calling?" from the cache: the connections, the in-memory configuration, the result.
 
 One :class:`Lookups` object serves a process (the HTTP shim and ``switchboard lookup`` share it). The hot path
-costs one to three indexed queries on a connection kept per thread, with no ORM objects, in one read
-transaction on SQLite:
+costs one to three indexed queries (built in :mod:`core.lookup_queries`) on a connection kept per thread, with
+no ORM objects, in one read transaction on SQLite:
 
 1. *state*: the token (or tenant slug) joined with its tenant and the tenant's integrations (id, version,
    enabled), plus the number and newest change time of the tenant's scripts. This authenticates the caller
@@ -29,32 +29,37 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from core.errors import NotFound, PhoneNumberError, SwitchboardError
+from core.errors import NotFound, SwitchboardError
+from core.lookup_queries import (
+    EXACT_ROW_LIMIT,
+    TOUCH,
+    Prepared,
+    Statements,
+    as_candidates,
+    fingerprint,
+    load_rules,
+    utc_column,
+)
 from core.matching import (
     MAX_MATCHES,
-    PARTIAL_CANDIDATE_LIMIT,
     Call,
     CallInput,
     Candidate,
-    IntegrationRule,
     Match,
     MatchKind,
-    ScriptRule,
     TenantRules,
     build_result,
     choose_partial,
-    ddi_key,
     partial_prefix,
     prepare_call,
 )
-from core.models import ApiToken, CachedNumber, CachedRecord, Integration, Script, ScriptWhen, Tenant, utcnow
+from core.models import utcnow
 from core.numbers import PhoneNumber, written_as_e164
 from core.security import token_digest
 
@@ -68,21 +73,11 @@ SQLITE_BUSY_MS = 250
 SQLITE_CACHE_KB = 32 * 1024
 """Page cache of the lookup connection on SQLite, in KiB (it counts towards the server's memory)."""
 
-EXACT_ROW_LIMIT = 4 * MAX_MATCHES
-"""Cached numbers read for an exact match at most (a record may hold the number more than once)."""
-
 STATE_CACHE_SIZE = 4096
 """Tokens (and tenant slugs) whose state rows a lookup thread keeps between database changes (SQLite)."""
 
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 """A token's ``last_used_at`` is updated at most this often."""
-
-_token = ApiToken.__table__  # type: ignore[attr-defined]
-_tenant = Tenant.__table__  # type: ignore[attr-defined]
-_integration = Integration.__table__  # type: ignore[attr-defined]
-_script = Script.__table__  # type: ignore[attr-defined]
-_record = CachedRecord.__table__  # type: ignore[attr-defined]
-_number = CachedNumber.__table__  # type: ignore[attr-defined]
 
 
 class LookupUnavailable(SwitchboardError):
@@ -99,245 +94,6 @@ class LookupResult:
     tenant_slug: str
     body: dict[str, Any]
     outcome: str  # "exact", "partial" or "none"
-
-
-# --- queries (built once; SQLAlchemy caches their compiled form) -------------------------------------------
-
-
-def _state_query(source: sa.FromClause, where: sa.ColumnElement[bool], *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    """The tenant, its integrations' versions and its scripts' change marks: one row per integration."""
-    scripts = sa.select(sa.func.count()).where(_script.c.tenant_id == _tenant.c.id).scalar_subquery()
-    changed = sa.select(sa.func.max(_script.c.updated_at)).where(_script.c.tenant_id == _tenant.c.id)
-    return (
-        sa.select(
-            _tenant.c.id,
-            _tenant.c.slug,
-            _tenant.c.country,
-            _tenant.c.timezone,
-            _tenant.c.partial_match_digits,
-            scripts.label("scripts"),
-            changed.scalar_subquery().label("scripts_changed"),
-            _integration.c.id.label("integration_id"),
-            _integration.c.version,
-            _integration.c.enabled,
-            _integration.c.position,
-            *extra,
-        )
-        .select_from(source.outerjoin(_integration, _integration.c.tenant_id == _tenant.c.id))
-        .where(where)
-    )
-
-
-_STATE_BY_TOKEN = _state_query(
-    _token.join(_tenant, _tenant.c.id == _token.c.tenant_id),
-    sa.and_(_token.c.token_hash == sa.bindparam("digest"), _token.c.revoked_at.is_(None)),
-    _token.c.id.label("token_id"),
-    _token.c.last_used_at.label("token_used"),
-)
-_STATE_BY_SLUG = _state_query(_tenant, _tenant.c.slug == sa.bindparam("slug"))
-
-_MATCH_COLUMNS = (_number.c.integration_id, _record.c.id, _record.c.record_id, _record.c.fields, _number.c.e164)
-_ACTIVE = sa.and_(
-    _integration.c.id == _number.c.integration_id, _integration.c.active_generation == _number.c.generation
-)
-_EXACT = (
-    sa.select(*_MATCH_COLUMNS, _number.c.national)  # the index on e164 covers every cachednumber column here
-    .select_from(_number.join(_integration, _ACTIVE).join(_record, _record.c.id == _number.c.record_pk))
-    .where(
-        _number.c.e164 == sa.bindparam("e164"),
-        _integration.c.tenant_id == sa.bindparam("tenant_id"),
-        _integration.c.enabled == sa.true(),
-    )
-    .limit(EXACT_ROW_LIMIT)  # no ORDER BY: sorting the few rows in Python is cheaper than SQLite's temp b-tree
-)
-# "+ 0" keeps the planner off the (integration_id, generation) index, which would read every number of the
-# tenant: the suffix range is the selective part (a handful of rows across all tenants).
-_PARTIAL_ACTIVE = sa.and_(
-    _integration.c.id == _number.c.integration_id + 0, _integration.c.active_generation == _number.c.generation
-)
-_PARTIAL = (
-    sa.select(*_MATCH_COLUMNS)
-    .select_from(_number.join(_integration, _PARTIAL_ACTIVE).join(_record, _record.c.id == _number.c.record_pk))
-    .where(
-        _number.c.suffix >= sa.bindparam("low"),
-        _number.c.suffix < sa.bindparam("high"),
-        _integration.c.tenant_id == sa.bindparam("tenant_id"),
-    )
-    .limit(PARTIAL_CANDIDATE_LIMIT)
-)
-_INTEGRATIONS = (
-    sa.select(
-        _integration.c.id,
-        _integration.c.name,
-        _integration.c.preset,
-        _integration.c.enabled,
-        _integration.c.notification,
-    )
-    .where(_integration.c.tenant_id == sa.bindparam("tenant_id"))
-    .order_by(_integration.c.position, _integration.c.id)
-)
-_SCRIPTS = (
-    sa.select(
-        _script.c.id,
-        _script.c.integration_id,
-        _script.c.name,
-        _script.c.url_template,
-        _script.c.when,
-        _script.c.auto_open,
-        _script.c.ddi_filter,
-    )
-    .where(_script.c.tenant_id == sa.bindparam("tenant_id"))
-    .order_by(_script.c.position, _script.c.id)
-)
-_TOUCH = (
-    sa.update(_token)
-    .where(
-        _token.c.id == sa.bindparam("token_id"),
-        sa.or_(_token.c.last_used_at.is_(None), _token.c.last_used_at < sa.bindparam("cutoff")),
-    )
-    .values(last_used_at=sa.bindparam("now"))
-)
-
-
-# --- running them -------------------------------------------------------------------------------------------
-
-
-class Prepared:
-    """A Core statement compiled once for a dialect and run straight on a DBAPI cursor.
-
-    The lookup's statements take only strings and integers and need no result processing beyond what
-    :func:`_json` and :func:`_utc` do, so SQLAlchemy's per-execution work (about as much as SQLite's own) is
-    skipped.
-    """
-
-    __slots__ = ("defaults", "names", "sql")
-
-    def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.defaults = dict(compiled.params)
-        positions = getattr(compiled, "positiontup", None)
-        self.names: list[str] | None = list(positions) if positions else None
-
-    def rows(self, cursor: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Execute with ``params`` (missing ones take their compiled defaults, e.g. LIMIT) and fetch all."""
-        values = {**self.defaults, **params} if self.defaults else params
-        cursor.execute(self.sql, [values[name] for name in self.names] if self.names is not None else values)
-        return list(cursor.fetchall())
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    state_by_token: Prepared
-    state_by_slug: Prepared
-    exact: Prepared
-    partial: Prepared
-    integrations: Prepared
-    scripts: Prepared
-
-    @classmethod
-    def for_dialect(cls, dialect: sa.Dialect) -> _Statements:
-        return cls(
-            *(
-                Prepared(statement, dialect)
-                for statement in (_STATE_BY_TOKEN, _STATE_BY_SLUG, _EXACT, _PARTIAL, _INTEGRATIONS, _SCRIPTS)
-            )
-        )
-
-
-def _json(value: Any) -> Any:
-    """A JSON column's value: SQLite hands back text, psycopg already-parsed data."""
-    if isinstance(value, str):
-        try:
-            return orjson.loads(value)  # a record's fields are read on every match: 5x faster than json.loads
-        except orjson.JSONDecodeError:
-            return None
-    return value
-
-
-def _utc(value: Any) -> datetime | None:
-    """A UTC timestamp column's value as an aware datetime (SQLite: text; PostgreSQL: naive datetime)."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if isinstance(moment, datetime) else None
-
-
-# state rows: tenant id, slug, country, timezone, partial digits, scripts, scripts changed, integration id,
-# integration version, enabled, position[, token id, token last used]
-_SLUG, _COUNTRY, _ZONE, _DIGITS, _INTEGRATION = 1, 2, 3, 4, 7
-
-
-def _fingerprint(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """What, when it changes, means the tenant's lookup configuration must be read again."""
-    integrations = tuple((row[7], row[8], bool(row[9]), row[10]) for row in rows if row[_INTEGRATION] is not None)
-    return (*rows[0][1:7], integrations)
-
-
-# --- turning rows into configuration ------------------------------------------------------------------------
-
-
-def _script_rule(row: tuple[Any, ...], country: str) -> ScriptRule:
-    script_id, _, name, template, when_text, auto_open, ddi_filter = row
-    key = None
-    if ddi_filter:
-        try:
-            key = ddi_key(ddi_filter, country=country)
-        except PhoneNumberError:
-            key = "!" + ddi_filter  # saved before a country change: matches no call, never every call
-    try:
-        when = ScriptWhen(when_text)
-    except ValueError:
-        when = ScriptWhen.MATCH
-    return ScriptRule(script_id, name, template, when, bool(auto_open), key)
-
-
-def _notification_pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in _json(value) or ():
-        if isinstance(item, dict) and item.get("field"):
-            pairs.append((str(item["field"]), str(item.get("label") or item["field"])))
-    return tuple(pairs)
-
-
-def load_rules(cursor: Any, statements: _Statements, state: Sequence[tuple[Any, ...]]) -> TenantRules:
-    """Read a tenant's integrations and scripts into :class:`TenantRules` (when its fingerprint changed)."""
-    first = state[0]
-    params = {"tenant_id": first[0]}
-    by_integration: dict[int | None, list[ScriptRule]] = {}
-    for row in statements.scripts.rows(cursor, params):
-        by_integration.setdefault(row[1], []).append(_script_rule(row, first[_COUNTRY]))
-    integrations = {
-        integration_id: IntegrationRule(
-            id=integration_id,
-            name=name,
-            preset=preset,
-            enabled=bool(enabled),
-            notification=_notification_pairs(notification),
-            scripts=tuple(by_integration.get(integration_id, ())),
-        )
-        for integration_id, name, preset, enabled, notification in statements.integrations.rows(cursor, params)
-    }
-    return TenantRules(
-        tenant_id=first[0],
-        slug=first[_SLUG],
-        country=first[_COUNTRY],
-        timezone=first[_ZONE],
-        partial_digits=first[_DIGITS],
-        integrations=integrations,
-        scripts=tuple(by_integration.get(None, ())),
-        fingerprint=_fingerprint(state),
-    )
-
-
-def _candidates(rows: Sequence[tuple[Any, ...]]) -> list[Candidate]:
-    candidates = []
-    for integration_id, record_pk, record_id, fields, e164, *_ in rows:
-        values = _json(fields)
-        candidates.append(
-            Candidate(integration_id, record_pk, record_id, values if isinstance(values, dict) else {}, e164)
-        )
-    return candidates
 
 
 # --- the service --------------------------------------------------------------------------------------------
@@ -359,14 +115,13 @@ class Lookups:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._engine = engine
         self._clock = clock
-        self._statements = _Statements.for_dialect(engine.dialect)
+        self._statements = Statements.for_dialect(engine.dialect)
         self._sqlite = engine.dialect.name == "sqlite"
         self._errors: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._local = _PerThread()
         self._connections: list[Any] = []
         self._lock = threading.Lock()
-        self._rules: dict[int, TenantRules] = {}
-        self._checked: dict[int, tuple[Sequence[tuple[Any, ...]], TenantRules]] = {}
+        self._rules: dict[int, tuple[Sequence[tuple[Any, ...]], TenantRules]] = {}  # with the state last checked
         self._touched: dict[int, float] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
         self._closed = False
@@ -469,14 +224,13 @@ class Lookups:
 
     def _rules_for(self, cursor: Any, state: Sequence[tuple[Any, ...]]) -> TenantRules:
         tenant_id = state[0][0]
-        checked = self._checked.get(tenant_id)
-        if checked is not None and checked[0] is state:
-            return checked[1]  # the very rows it was checked against (kept by _state): nothing to compare
-        rules = self._rules.get(tenant_id)
-        if rules is None or rules.fingerprint != _fingerprint(state):
+        known = self._rules.get(tenant_id)
+        if known is not None and known[0] is state:
+            return known[1]  # the very rows it was checked against (kept by _state): nothing to compare
+        rules = known[1] if known is not None else None
+        if rules is None or rules.fingerprint != fingerprint(state):
             rules = load_rules(cursor, self._statements, state)
-            self._rules[tenant_id] = rules
-        self._checked[tenant_id] = (state, rules)
+        self._rules[tenant_id] = (state, rules)
         return rules
 
     def _state(self, cursor: Any, statement: Prepared, key: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -569,14 +323,14 @@ class Lookups:
             rows = self._statements.exact.rows(cursor, {"e164": caller.e164, "tenant_id": rules.tenant_id})
         if rows:
             rank = rules.rank
-            exact = _unique(sorted(_candidates(rows), key=lambda c: (rank.get(c.integration_id, -1), c.record_pk)))
+            exact = _unique(sorted(as_candidates(rows), key=lambda c: (rank.get(c.integration_id, -1), c.record_pk)))
             truncated = len(exact) > MAX_MATCHES or len(rows) >= EXACT_ROW_LIMIT
             return [Match(c, MatchKind.EXACT) for c in exact[:MAX_MATCHES]], truncated
         prefix = partial_prefix(caller, digits=rules.min_digits)
         if prefix is None:
             return [], False
         params = {"low": prefix, "high": prefix + ":", "tenant_id": rules.tenant_id}  # ":" sorts after "9"
-        candidates = _candidates(self._statements.partial.rows(cursor, params))
+        candidates = as_candidates(self._statements.partial.rows(cursor, params))
         enabled = [rule.id for rule in rules.integrations.values() if rule.enabled]
         chosen = choose_partial(caller, candidates, enabled=enabled)
         return ([Match(chosen, MatchKind.PARTIAL)] if chosen else []), False
@@ -591,7 +345,7 @@ class Lookups:
         if moment - self._touched.get(token_id, -1e9) < TOKEN_TOUCH_INTERVAL.total_seconds():
             return  # this process saw (and recorded) it within the minute
         now = self._clock()
-        last = _utc(used)
+        last = utc_column(used)
         with self._lock:
             self._touched[token_id] = moment
         if last is not None and now - last < TOKEN_TOUCH_INTERVAL:
@@ -604,7 +358,7 @@ class Lookups:
     def _touch(self, token_id: int, now: datetime) -> None:
         try:
             with self._engine.begin() as connection:
-                connection.execute(_TOUCH, {"token_id": token_id, "now": now, "cutoff": now - TOKEN_TOUCH_INTERVAL})
+                connection.execute(TOUCH, {"token_id": token_id, "now": now, "cutoff": now - TOKEN_TOUCH_INTERVAL})
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not record a token's last use: %s", type(exc).__name__)
 
