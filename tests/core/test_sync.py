@@ -24,7 +24,8 @@ from core.matching import CallInput
 from core.models import CachedNumber, CachedRecord, Integration, SyncOutcome, SyncRun, SyncRunPublic, Tenant
 from core.runtime import Runtime
 from core.scheduler import Claim, LeaseFence, claim_now
-from core.sync import INTERRUPTED, SyncOptions, SyncProgress, _begin, _Writer, sync_integration
+from core.sync import INTERRUPTED, SyncOptions, SyncProgress, _begin, sync_integration
+from core.sync_writer import Writer
 from tests.core.sync_fakes import FakeConnector, pages_of, people, person
 from tests.crm import Fault, HubSpotEmulator, serve
 from tests.factories import make_integration, make_tenant
@@ -299,7 +300,7 @@ async def test_left_overs_of_a_dead_run_are_cleaned_up_by_the_next(
     good = await sync(engine, integration, FakeConnector([people(0, 50)]))
     # A run that died (kill -9) after writing a batch: its run stays "running", its rows stay behind.
     start = _begin(engine, integration.id or 0, SMALL)
-    writer = _Writer(engine, integration.id or 0, start.generation)
+    writer = Writer(engine, integration.id or 0, start.generation)
     parsed = [((("+31203000001", "10003021013", "x", "0203000001"),), ())] + [((), ())] * 19
     writer.add(people(0, 10, base=3_000_000), parsed)
     writer.write(writer.take())
