@@ -27,7 +27,8 @@ from sqlmodel import Session, select
 
 from core.models import AuditEvent, Integration, OAuthAuthorization, OAuthStatus, Script
 from core.runtime import Runtime, open_runtime
-from core.services.oauth import CALLBACK_PATH, read_tokens
+from core.services.integration_tokens import read_tokens
+from core.services.oauth import CALLBACK_PATH
 from core.settings import load_settings
 from tests.crm import Fault, serve
 from tests.crm.superoffice import SuperOfficeEmulator

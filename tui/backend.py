@@ -37,7 +37,7 @@ from core.models import (
 from core.presets import Preset, get_preset, load_presets
 from core.runtime import Runtime
 from core.security import mask
-from core.services import audit, integrations, oauth, scripts, setup, tenants, users
+from core.services import audit, integration_tokens, integrations, oauth, scripts, setup, tenants, users
 from core.services import sync as syncing
 from core.services.scripts import ScriptDraft
 from core.services.users import Identity
@@ -500,7 +500,7 @@ class Backend:
             else:
                 item = self._update(session, identity, tenant, state)
             if tokens:
-                oauth.store_tokens(session=session, box=self.runtime.box, integration=item, tokens=tokens)
+                integration_tokens.store_tokens(session=session, box=self.runtime.box, integration=item, tokens=tokens)
             self._save_scripts(session, identity, tenant, state, item.id or 0)
             return item.id or 0
 

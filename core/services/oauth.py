@@ -1,4 +1,4 @@
-"""OAuth2 sign-in (authorization code) for the wizard, and keeping an integration's OAuth tokens.
+"""OAuth2 sign-in (authorization code) for the wizard and the CLI.
 
 The flow, end to end:
 
@@ -9,23 +9,14 @@ The flow, end to end:
    ``code`` and the ``state``; the shim calls :func:`complete_authorization`, which trades the code for tokens
    exactly once and keeps them sealed on the row.
 3. The wizard polls :func:`authorization_status` (tenant-scoped) until the sign-in is completed or failed;
-   on saving, the setup use-case calls :func:`take_tokens` and :func:`store_tokens` for the new integration.
-4. Syncs build their connector with ``tokens=read_tokens(...)`` and ``on_tokens=token_saver(...)``: a token
-   renewed before expiry, or once after a 401, is kept through :func:`store_tokens`.
-
-Tokens live in ``Integration.oauth_tokens``, apart from the admin's ``secrets``: a refresh writes that one
-column with a targeted ``UPDATE`` and never touches ``version``, so it neither refuses an admin's concurrent
-edit (a version bump would) nor is overwritten by it (``update_integration`` re-seals ``secrets`` from the
-copy the admin loaded, which would put back a refresh token the CRM has since retired). The tokens are
-sealed together with a digest of the credentials they were issued for (the settings the preset's ``[auth]``
-table uses): once the admin changes those, the old tokens are no longer used.
+   on saving, the setup use-case calls :func:`take_tokens`, then
+   :func:`core.services.integration_tokens.store_tokens` for the new integration, which keeps them from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import unicodedata
 from collections.abc import Mapping
@@ -35,12 +26,9 @@ from typing import Any, NoReturn
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from core.connector import RetryPolicy, Timeouts, TokenCallback, authorization_url, exchange_code
-from core.db import session_scope
+from core.connector import RetryPolicy, Timeouts, authorization_url, exchange_code
 from core.errors import (
     ConfigurationError,
     ConnectorError,
@@ -49,10 +37,11 @@ from core.errors import (
     PresetError,
     SwitchboardError,
 )
-from core.models import Integration, OAuthAuthorization, OAuthStatus, Tenant, utcnow
-from core.presets import OAuth2AuthorizationCode, Preset, Template, get_preset, validate_settings
+from core.models import OAuthAuthorization, OAuthStatus, Tenant, utcnow
+from core.presets import OAuth2AuthorizationCode, Preset, get_preset, validate_settings
 from core.security import SecretBox
 from core.services.audit import Actor, record
+from core.services.integration_tokens import clean_tokens
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +61,6 @@ EXCHANGE_RETRY = RetryPolicy(max_attempts=2, base_delay=1.0, max_delay=3.0, max_
 MAX_STATE = 200
 MAX_CODE = 4096
 MAX_ERROR_TEXT = 300
-_CREDENTIALS_KEY = "__credentials__"  # inside the sealed tokens: the digest of the credentials they belong to
 
 START_AGAIN = "Go back to the wizard and choose Connect again."
 
@@ -390,7 +378,7 @@ def _finish_failed(session: Session, claim: _Claim, message: str) -> None:
 
 
 def _finish_completed(session: Session, box: SecretBox, claim: _Claim, tokens: dict[str, str]) -> None:
-    sealed = box.seal(_clean_tokens(tokens))
+    sealed = box.seal(clean_tokens(tokens))
     now = utcnow()
     if not _transition(session, claim.row_id, OAuthStatus.EXCHANGING, OAuthStatus.COMPLETED, tokens=sealed,
                        completed_at=now, error=None):  # fmt: skip
@@ -478,7 +466,7 @@ def keep_renewed_tokens(
     status = _status_of(row, utcnow())
     if status.status is not OAuthStatus.COMPLETED:
         raise InvalidInput(_not_ready_message(status), field="state")
-    clean = _clean_tokens({**box.open(row.tokens), **tokens})
+    clean = clean_tokens({**box.open(row.tokens), **tokens})
     _transition(session, row.id or 0, OAuthStatus.COMPLETED, OAuthStatus.COMPLETED, tokens=box.seal(clean))
 
 
@@ -505,115 +493,3 @@ def _not_ready_message(status: AuthorizationStatus) -> str:
     if status.status is OAuthStatus.USED:
         return f"The tokens of this sign-in at {status.crm} were already stored in an integration. {START_AGAIN}"
     return status.error or f"The sign-in at {status.crm} did not succeed. {START_AGAIN}"
-
-
-def store_tokens(*, session: Session, box: SecretBox, integration: Integration, tokens: Mapping[str, str]) -> None:
-    """Keep OAuth ``tokens`` for ``integration``, sealed, in its own column (in the caller's transaction).
-
-    Neither ``version`` nor ``updated_at`` changes: a token refresh is not a configuration change, must not
-    refuse an admin's concurrent save, and ``update_integration`` never writes this column, so the admin's save
-    cannot put back a retired refresh token either. The tokens are bound to the credentials ``integration``
-    holds now (see :func:`read_tokens`).
-    """
-    _write_tokens(session, integration, _seal_tokens(box, tokens, credentials_digest(integration=integration, box=box)))
-
-
-def read_tokens(*, integration: Integration, box: SecretBox) -> dict[str, str]:
-    """The integration's OAuth tokens for ``build_connector(tokens=...)``; never print or log them.
-
-    Empty when there are none, or when they were issued for credentials the admin has since changed (then the
-    connector starts afresh from the settings, or asks the admin to sign in again).
-    """
-    stored = box.open(integration.oauth_tokens)
-    bound_to = stored.pop(_CREDENTIALS_KEY, None)
-    if not stored:
-        return {}
-    if bound_to != credentials_digest(integration=integration, box=box):
-        log.info("integration %s: its OAuth tokens belong to credentials changed since; not using them", integration.id)
-        return {}
-    return stored
-
-
-def token_saver(*, engine: Engine, box: SecretBox, integration: Integration) -> TokenCallback:
-    """An ``on_tokens`` callback for ``build_connector`` that keeps renewed tokens (its own short transaction).
-
-    Bound to the credentials ``integration`` holds now, i.e. those the connector is built with. A database
-    failure is logged, not raised: the sync goes on with the tokens it has. The write is a single ``UPDATE``
-    on the event loop, made at most once per token renewal.
-    """
-    digest = credentials_digest(integration=integration, box=box)
-    integration_id = integration.id
-
-    def save(tokens: dict[str, str]) -> None:
-        sealed = _seal_tokens(box, tokens, digest)
-        try:
-            with session_scope(engine) as session:
-                _write_tokens(session, integration, sealed, integration_id=integration_id)
-        except sa.exc.SQLAlchemyError as exc:
-            log.error(
-                "integration %s: the renewed OAuth tokens could not be stored (%s); if the CRM retired the old "
-                "refresh token, the admin will have to sign in again", integration_id, type(exc).__name__,
-            )  # fmt: skip
-
-    return save
-
-
-def _seal_tokens(box: SecretBox, tokens: Mapping[str, str], digest: str) -> str:
-    clean = _clean_tokens(tokens)
-    if not clean.get("access_token") and not clean.get("refresh_token"):
-        raise InvalidInput("there are no OAuth tokens to store (no access or refresh token)", field="tokens")
-    return box.seal({**clean, _CREDENTIALS_KEY: digest})
-
-
-def _clean_tokens(tokens: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in tokens.items() if v is not None and str(v) != "" and k != _CREDENTIALS_KEY}
-
-
-def _write_tokens(
-    session: Session, integration: Integration, sealed: str, *, integration_id: int | None = None
-) -> None:
-    target = integration.id if integration_id is None else integration_id
-    session.execute(
-        sa.update(Integration).where(col(Integration.id) == target).values(oauth_tokens=sealed),
-        execution_options={"synchronize_session": False},
-    )
-    set_committed_value(integration, "oauth_tokens", sealed)
-
-
-def credentials_digest(*, integration: Integration, box: SecretBox) -> str:
-    """A digest of the settings the preset's ``[auth]`` table uses (all settings if the preset is unknown).
-
-    Kept only inside the sealed tokens, so it reveals nothing; it changes when the admin changes the
-    credentials the tokens were issued for.
-    """
-    values = {**integration.settings, **box.open(integration.secrets)}
-    material = json.dumps(_auth_values(integration.preset, values), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
-def _auth_values(preset_key: str, values: dict[str, str]) -> dict[str, str]:
-    try:
-        preset = get_preset(preset_key)
-    except NotFound:  # a preset made for a test, or one removed since: bind to every setting
-        return values
-    try:
-        effective = validate_settings(preset, values)
-    except InvalidInput:
-        return values
-    names: set[str] = set()
-    for text in _strings(preset.auth.model_dump()):
-        try:
-            names.update(Template.parse(text).names)
-        except ValueError:
-            continue
-    return {name: effective[name] for name in sorted(names) if name in effective}
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item)]
-    return []

@@ -9,7 +9,7 @@ nothing unless the connection test succeeds.
 
 Secrets: the secret settings are sealed in the integration's ``secrets``; OAuth tokens (from a sign-in, a
 client-credentials grant during the connection test, or a renewal during a sync) are kept apart by
-:mod:`core.services.oauth` (``read_tokens``, ``store_tokens``, ``token_saver``).
+:mod:`core.services.integration_tokens` (``read_tokens``, ``store_tokens``, ``token_saver``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from core.models import Integration, IntegrationPublic, SyncRunPublic, Tenant
 from core.presets import Preset, get_preset, validate_settings
 from core.runtime import Runtime
 from core.security import SecretBox
-from core.services import integrations, oauth, scripts
+from core.services import integration_tokens, integrations, oauth, scripts
 from core.services.audit import Actor
 from core.sync import ProgressCallback
 
@@ -51,7 +51,7 @@ def split_values(preset: Preset, values: Mapping[str, str]) -> tuple[dict[str, s
 def stored_values(*, integration: Integration, box: SecretBox) -> tuple[dict[str, str], dict[str, str]]:
     """An integration's settings with its secrets opened, and its OAuth tokens: for the connector only."""
     values = {**integration.settings, **box.open(integration.secrets)}
-    return values, oauth.read_tokens(integration=integration, box=box)
+    return values, integration_tokens.read_tokens(integration=integration, box=box)
 
 
 # --- the connector -----------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def open_connector(
             raise NotFound(f"there is no integration {integration_id}", field="integration")
         preset = get_preset(integration.preset)
         values, tokens = stored_values(integration=integration, box=runtime.box)
-        on_tokens = oauth.token_saver(engine=runtime.engine, box=runtime.box, integration=integration)
+        on_tokens = integration_tokens.token_saver(engine=runtime.engine, box=runtime.box, integration=integration)
         tenant = session.get(Tenant, integration.tenant_id)
     return build_connector(
         preset,
@@ -142,7 +142,7 @@ def add_integration(
         notification=[{"field": n.field, "label": n.label} for n in preset.default_notification],
     )
     if tokens and any(tokens.get(name) for name in ("access_token", "refresh_token")):
-        oauth.store_tokens(session=session, box=box, integration=integration, tokens=tokens)
+        integration_tokens.store_tokens(session=session, box=box, integration=integration, tokens=tokens)
     for default in preset.default_scripts:
         draft = scripts.ScriptDraft(
             name=default.name,

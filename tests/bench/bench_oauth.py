@@ -32,7 +32,8 @@ from core.security import SecretBox
 from core.serve import ServeOptions
 from core.services import integrations, tenants
 from core.services.audit import Actor
-from core.services.oauth import begin_authorization, token_saver
+from core.services.integration_tokens import token_saver
+from core.services.oauth import begin_authorization
 from core.settings import Settings
 from core.shim.service import HttpService
 from tests.crm.server import serve

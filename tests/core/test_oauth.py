@@ -21,16 +21,14 @@ from core.runtime import Runtime
 from core.security import SecretBox
 from core.services import integrations
 from core.services.audit import Actor
+from core.services.integration_tokens import read_tokens, store_tokens, token_saver
 from core.services.oauth import (
     CALLBACK_PATH,
     begin_authorization,
     complete_authorization,
     keep_renewed_tokens,
     purge_authorizations,
-    read_tokens,
-    store_tokens,
     take_tokens,
-    token_saver,
 )
 from core.services.oauth import authorization_status as status_of
 from core.settings import load_settings

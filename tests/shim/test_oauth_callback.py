@@ -26,15 +26,13 @@ from core.models import OAuthAuthorization, OAuthStatus, Tenant
 from core.runtime import Runtime
 from core.services import integrations
 from core.services.audit import Actor
+from core.services.integration_tokens import read_tokens, store_tokens, token_saver
 from core.services.oauth import (
     CALLBACK_PATH,
     CompletedAuthorization,
     authorization_status,
     begin_authorization,
-    read_tokens,
-    store_tokens,
     take_tokens,
-    token_saver,
 )
 from tests.crm.server import serve
 from tests.crm.superoffice import SuperOfficeEmulator

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, SelectionList
 
 from core.models import Integration, Script, Tenant
-from core.services import integrations, scripts
+from core.services import integration_tokens, integrations, scripts
 from tests.crm import HubSpotEmulator, serve
 from tests.tui.conftest import World, sqlite_only, text_of
 from tests.tui.demo import settle
@@ -329,7 +329,10 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
             await settle(pilot)
             assert isinstance(app.screen, MainScreen)
     item = next(i for i in _integrations(world) if i.preset == "superoffice")
-    assert oauth.read_tokens(integration=item, box=world.runtime.box).get("access_token") == emulator.access_token
+    assert (
+        integration_tokens.read_tokens(integration=item, box=world.runtime.box).get("access_token")
+        == emulator.access_token
+    )
     with DbSession(world.runtime.engine) as session:
         assert client_secret not in repr(session.get(Integration, item.id))
 
