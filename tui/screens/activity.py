@@ -11,9 +11,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tui.backend import Activity
 from tui.formatting import local_time
 from tui.messages import ReportsFailures
+from tui.views import Activity
 
 if TYPE_CHECKING:
     from tui.app import SwitchboardApp

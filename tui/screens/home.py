@@ -12,9 +12,9 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from tui.backend import HomeSummary, Status
 from tui.formatting import count
 from tui.messages import ReportsFailures
+from tui.views import HomeSummary, Status
 from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import status_text
 

@@ -21,7 +21,6 @@ from textual.widgets import ContentSwitcher, Footer, Header
 from core.errors import NotFound, StaleUpdate
 from core.presets import Preset
 from core.services.scripts import ScriptDraft
-from tui.backend import IntegrationRow, ScriptContext, ScriptRow, Status
 from tui.messages import ConfigurationChanged, ReportsFailures, ShowIntegration, WorkFailed
 from tui.screens.activity import ActivityPane
 from tui.screens.dialogs import ConfirmDialog
@@ -30,6 +29,7 @@ from tui.screens.overview import OverviewPane
 from tui.screens.script_editor import ScriptEditor
 from tui.screens.test_call import TestCallPane
 from tui.screens.wizard import WizardScreen
+from tui.views import IntegrationRow, ScriptContext, ScriptRow, Status
 from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import ActionsPane, IntegrationsPane, PlacesPane, Sidebar
 from tui.wizard_state import WizardState

@@ -16,10 +16,10 @@ from textual.widgets import Button, ProgressBar, Sparkline, Static
 
 from core.models import SyncOutcome, SyncRunPublic
 from core.sync import SyncProgress
-from tui.backend import Overview, Status
 from tui.formatting import ago, count, local_time
 from tui.messages import ConfigurationChanged, ReportsFailures, WorkFailed
 from tui.screens.dialogs import ConfirmDialog
+from tui.views import Overview, Status
 from tui.widgets.scripts import ScriptList
 from tui.widgets.sidebar import status_text
 

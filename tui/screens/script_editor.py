@@ -25,8 +25,8 @@ from core.errors import SwitchboardError, TemplateError, TemplateProblem
 from core.models import ScriptWhen
 from core.services.scripts import ScriptDraft
 from core.templates import CALL_PROPERTIES, find_problems, render, sample_call
-from tui.backend import SAMPLE_RECORD, ScriptContext
 from tui.messages import ReportsFailures, WorkFailed
+from tui.views import SAMPLE_RECORD, ScriptContext
 from tui.widgets.fields import FormField
 
 if TYPE_CHECKING:

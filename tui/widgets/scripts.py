@@ -12,7 +12,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from core.models import ScriptWhen
-from tui.backend import ScriptRow
+from tui.views import ScriptRow
 
 WHEN_WORDS = {ScriptWhen.MATCH: "on a match", ScriptWhen.NOMATCH: "when nobody is found", ScriptWhen.ALWAYS: "always"}
 

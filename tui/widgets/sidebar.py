@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Button, OptionList
 from textual.widgets.option_list import Option
 
-from tui.backend import STATUS_MARKS, IntegrationRow, Status
+from tui.views import STATUS_MARKS, IntegrationRow, Status
 
 STATUS_STYLES: dict[Status, str] = {
     Status.ENABLED: "green",

@@ -11,8 +11,8 @@ from textual.widgets.option_list import Option
 
 from core.models import ScriptWhen
 from core.services.scripts import ScriptDraft
-from tui.backend import ScriptContext
 from tui.screens.script_editor import ScriptEditor
+from tui.views import ScriptContext
 from tui.widgets.scripts import WHEN_WORDS
 from tui.wizard_state import WizardScript, WizardState
 
