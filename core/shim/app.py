@@ -321,7 +321,11 @@ def _form_decoded(text: str) -> str:
     """A query string's name or value decoded as ``parse_qsl`` does (``+`` is a space, ``%XX`` UTF-8)."""
     if "+" in text:
         text = text.replace("+", " ")
-    return unquote(text) if "%" in text else text
+    if "%" not in text:
+        return text
+    if text[:3] in ("%2B", "%2b") and "%" not in text[3:]:
+        return "+" + text[3:]  # an E.164 number, the usual caller: what unquote() gives, at a tenth of its cost
+    return unquote(text)
 
 
 def _query(raw: bytes) -> dict[str, str]:

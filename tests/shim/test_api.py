@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
@@ -267,6 +267,7 @@ def test_many_concurrent_lookups_all_get_their_own_answer(shim: ServerThread, wo
 
 
 @given(st.text(alphabet="nbd=&+%2B0x;é ", max_size=40))
+@example("number=%2B31201234567&ddi=%2b3120%2B1")  # the E.164 shortcut, and where it must not apply
 def test_the_query_is_read_as_parse_qsl_reads_it(text: str) -> None:
     raw = text.encode()  # raw UTF-8 as well as %-escapes, "+" and stray "%"
     assert _query(raw) == dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
