@@ -159,7 +159,8 @@ class Prepared:
         """Execute with ``params`` (missing ones take their compiled defaults, e.g. LIMIT) and fetch all."""
         values = {**self.defaults, **params} if self.defaults else params
         cursor.execute(self.sql, [values[name] for name in self.names] if self.names is not None else values)
-        return list(cursor.fetchall())
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 @dataclass(frozen=True, slots=True)

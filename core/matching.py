@@ -80,7 +80,7 @@ class MatchKind(StrEnum):
     PARTIAL = "partial"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per lookup, and a frozen __init__ costs four times as much
 class CallInput:
     """A call as the phone system describes it; only ``caller_number`` is required."""
 
@@ -93,7 +93,7 @@ class CallInput:
     start_time: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per lookup, and a frozen __init__ costs four times as much
 class Call:
     """A call made ready for matching: the caller's number, the DDI's key and the call properties."""
 
@@ -163,7 +163,7 @@ class TenantRules:
         return max(MIN_PARTIAL_DIGITS, self.partial_digits)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per lookup, and a frozen __init__ costs four times as much
 class Candidate:
     """A cached number that may belong to the caller, with its record."""
 
@@ -174,7 +174,7 @@ class Candidate:
     e164: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per lookup, and a frozen __init__ costs four times as much
 class Match:
     """A record that matched, and how."""
 
@@ -215,7 +215,7 @@ def _device_number(raw: str | None, *, country: str) -> str:
         return text
 
 
-_last_now: tuple[datetime, tzinfo, str] | None = None
+_last_now: tuple[tuple[object, ...], tzinfo, str] | None = None
 
 
 def _start_time(value: datetime | None, *, zone: tzinfo, now: datetime) -> str:
@@ -223,11 +223,12 @@ def _start_time(value: datetime | None, *, zone: tzinfo, now: datetime) -> str:
     global _last_now
     if value is None:
         # Calls arrive many a second: the clock's second, once formatted for a zone, is reused until it ticks.
+        # The second is told by its fields: now.replace(microsecond=0) costs five times as much.
         last = _last_now
-        second = now.replace(microsecond=0)
+        second = (now.toordinal(), now.hour, now.minute, now.second, now.tzinfo, now.fold)
         if last is not None and last[0] == second and last[1] is zone:
             return last[2]
-        text = _start_time(second, zone=zone, now=now)
+        text = _start_time(now.replace(microsecond=0), zone=zone, now=now)
         _last_now = (second, zone, text)
         return text
     moment = value
@@ -347,6 +348,14 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _text_fields(fields: Mapping[str, Any]) -> Mapping[str, str]:
+    """A record's fields with text values (``None`` empty, numbers and the like as text)."""
+    for key, value in fields.items():
+        if key.__class__ is not str or value.__class__ is not str:
+            return {str(key): _value(value) for key, value in fields.items()}
+    return fields  # all text already (the usual record): no copy
+
+
 def notification(rule: IntegrationRule, fields: Mapping[str, Any]) -> list[dict[str, str]]:
     """The integration's chosen fields, in order, with their labels and the record's values."""
     folded: dict[str, Any] | None = None
@@ -381,7 +390,7 @@ def _match_body(rules: TenantRules, match: Match, call: Call) -> dict[str, Any]:
         "integration": {"id": rule.id, "name": rule.name, "preset": rule.preset},
         "record_id": match.candidate.record_id,
         "match": match.kind.value,
-        "fields": {str(key): _value(value) for key, value in fields.items()},
+        "fields": _text_fields(fields),
         "notification": notification(rule, fields),
         "scripts": _render(rule.scripts, call, fields, matched=True),
     }

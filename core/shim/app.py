@@ -232,7 +232,7 @@ def _problem(location: tuple[str | int, ...], message: str, kind: str) -> dict[s
 # --- the lookup routes: raw ASGI (FastAPI's routing and per-request parameter solving cost more than a lookup) --
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs four times as much
 class Answer:
     """A lookup route's response: status, JSON body, and any extra headers."""
 
