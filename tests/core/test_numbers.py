@@ -17,6 +17,7 @@ from core.errors import PhoneNumberError
 from core.numbers import (
     MAX_LENGTH,
     PhoneNumber,
+    _parse_plus_digits,
     is_valid_country,
     national_form,
     normalize,
@@ -507,3 +508,40 @@ def test_written_as_e164_takes_only_the_e164_shape(raw: str, e164: str) -> None:
 )  # fmt: skip
 def test_written_as_e164_refuses_every_other_writing(raw: object) -> None:
     assert written_as_e164(raw) is None  # type: ignore[arg-type]
+
+
+# --- the new caller's shortcut: "+" and digits split without phonenumbers.parse's general machinery ---------
+
+_CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@st.composite
+def plus_digits(draw: st.DrawFn) -> str:
+    """Digits after a "+": a real calling code and any digits (a national prefix, zeros...), or any digits."""
+    if draw(st.booleans()):
+        code = str(draw(st.sampled_from(_CALLING_CODES)))
+        return code + draw(st.sampled_from(["", "0", "00", "1", "8"])) + draw(st.text("0123456789", max_size=16))
+    return draw(st.text("0123456789", min_size=1, max_size=21))
+
+
+@PROPERTY_SETTINGS
+@given(plus_digits(), st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)))
+def test_the_plus_digits_shortcut_gives_what_parse_gives(digits: str, country: str) -> None:
+    try:
+        expected = phonenumbers.parse("+" + digits, country)
+    except phonenumbers.NumberParseException:
+        expected = None
+    got = _parse_plus_digits(digits)
+    assert got is None or got == expected  # None: left to parse
+
+
+@pytest.mark.parametrize(
+    ("digits", "taken"),
+    [("31612345678", True), ("390612345678", True), ("12025550123", True), ("310201234567", False),
+     ("3", False), ("0031201234567", False)],
+)  # fmt: skip
+def test_the_plus_digits_shortcut_leaves_national_prefixes_and_refusals_to_parse(digits: str, taken: bool) -> None:
+    assert (_parse_plus_digits(digits) is not None) is taken
+    for _, number in EXAMPLES:
+        e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+        assert _parse_plus_digits(e164[1:]) in (None, phonenumbers.parse(e164, None))
