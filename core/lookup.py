@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -39,6 +40,8 @@ from core.errors import NotFound, SwitchboardError
 from core.lookup_queries import (
     EXACT_ROW_LIMIT,
     TOUCH,
+    WARM_UP_ROWS,
+    WARM_UP_SQL,
     Prepared,
     Statements,
     as_candidates,
@@ -218,6 +221,24 @@ class Lookups:
                 log.warning("ending a lookup snapshot failed: %s", type(exc).__name__)
                 self._drop_connection()
 
+    def warm_up(self) -> Iterator[None]:
+        """Read every page of the cache a lookup may read once, on this thread's connection: one step per item.
+
+        On SQLite the file is read through a memory map (:data:`SQLITE_MMAP_BYTES`), and the first read of a
+        page by a connection costs a page fault, which for a new caller's lookup on a fresh process costs
+        about a quarter more. The shim takes these steps before it answers (see
+        :meth:`core.shim.app.Shim.warm_up`), so callers right after a start are answered as fast as later
+        ones. Each step reads :data:`~core.lookup_queries.WARM_UP_ROWS` entries of one b-tree. On PostgreSQL,
+        which keeps its own cache, there is nothing to do.
+        """
+        if not self._sqlite:
+            return
+        for statement, start in WARM_UP_SQL:
+            after: Any = start
+            while after is not None:
+                after = self._run(partial(_key_after, statement=statement, after=after))
+                yield
+
     def close(self) -> None:
         """Close every connection this object opened and stop the background writer."""
         self._closed = True
@@ -372,6 +393,12 @@ class Lookups:
                 connection.execute(TOUCH, {"token_id": token_id, "now": now, "cutoff": now - TOKEN_TOUCH_INTERVAL})
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not record a token's last use: %s", type(exc).__name__)
+
+
+def _key_after(cursor: Any, *, statement: str, after: Any) -> Any:
+    """Step through :data:`WARM_UP_ROWS` entries after ``after``; the key reached, or None at the end."""
+    row = cursor.execute(statement, {"after": after, "rows": WARM_UP_ROWS}).fetchone()
+    return None if row is None else row[0]
 
 
 def _close_quietly(connection: Any) -> None:

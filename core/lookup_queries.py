@@ -135,6 +135,27 @@ TOUCH = (
 )
 
 
+# Reading the cache once (SQLite; see Lookups.warm_up): each statement steps through the next :rows entries
+# after :after of one b-tree a lookup reads (the two number indexes, the numbers, the records) and returns the
+# key it stops at, or nothing at the end. Stepping over an entry reads its page, which is all that is wanted.
+WARM_UP_SQL: tuple[tuple[str, str | int], ...] = (
+    (
+        "SELECT e164 FROM cachednumber INDEXED BY ix_cachednumber_e164 WHERE e164 > :after"
+        " ORDER BY e164 LIMIT 1 OFFSET :rows",
+        "",
+    ),
+    (
+        "SELECT suffix FROM cachednumber INDEXED BY ix_cachednumber_suffix WHERE suffix > :after"
+        " ORDER BY suffix LIMIT 1 OFFSET :rows",
+        "",
+    ),
+    ("SELECT id FROM cachednumber WHERE id > :after ORDER BY id LIMIT 1 OFFSET :rows", 0),
+    ("SELECT id FROM cachedrecord WHERE id > :after ORDER BY id LIMIT 1 OFFSET :rows", 0),
+)
+WARM_UP_ROWS = 50_000
+"""Entries one warm-up step reads (a few milliseconds)."""
+
+
 # --- running them -------------------------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from core.errors import SwitchboardError
-from core.lookup import LookupResult, Lookups
+from core.lookup import LookupResult, Lookups, LookupUnavailable
 from core.matching import CallInput
 from core.runtime import Runtime
 from core.shim.metrics import MetricsMiddleware, ShimMetrics
@@ -52,6 +52,9 @@ HEALTH_INTERVAL = 5.0
 
 DB_THREADS = 4
 """Threads that run lookups when the database is reached over the network (PostgreSQL)."""
+
+WARM_UP_SECONDS = 1.0
+"""At most this long, before the shim answers, is spent reading the cache ahead (see :meth:`Shim.warm_up`)."""
 
 
 # --- documented shapes (the answers themselves are serialised directly, in exactly this shape) ------------
@@ -194,6 +197,28 @@ class Shim:
     def _release(self) -> None:
         self._holding = False
         self.lookups.release_snapshot()
+
+    async def warm_up(self, seconds: float = WARM_UP_SECONDS) -> None:
+        """Before answering: read the cache once on the connection inline lookups use (:meth:`Lookups.warm_up`).
+
+        A step takes a few milliseconds and the loop runs between steps; after ``seconds`` the rest is left
+        to be read as lookups need it. A database failure is only logged: the lookups will report it.
+        """
+        if not self.inline:
+            return
+        started = time.monotonic()
+        steps = 0
+        try:
+            for _ in self.lookups.warm_up():
+                steps += 1
+                if time.monotonic() - started > seconds:
+                    log.info("read the lookup cache for %.1f s; the rest is read as lookups need it", seconds)
+                    return
+                await asyncio.sleep(0)
+        except LookupUnavailable:
+            log.warning("could not read the lookup cache ahead; lookups will read it as they need it")
+            return
+        log.info("read the lookup cache once in %.2f s (%d steps)", time.monotonic() - started, steps)
 
     async def database_ok(self, engine: sa.Engine) -> bool:
         """Whether ``SELECT 1`` works, checked at most every :data:`HEALTH_INTERVAL` seconds."""

@@ -81,6 +81,7 @@ class HttpService:
         self._port = sock.getsockname()[1]
         app = create_app(self._runtime)
         self._app = app
+        await app.state.shim.warm_up()  # connections wait in the listen queue meanwhile
         config = uvicorn.Config(
             app,
             loop="none",

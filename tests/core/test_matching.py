@@ -13,10 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+import core.lookup
+import core.lookup_queries
 import core.matching
 from core.db import make_engine
 from core.errors import InvalidInput, NotFound, PhoneNumberError
 from core.lookup import MAX_MATCHES, Lookups, LookupUnavailable
+from core.lookup_queries import WARM_UP_SQL
 from core.matching import (
     CallInput,
     Candidate,
@@ -680,3 +683,31 @@ def test_an_unreachable_database_makes_lookups_unavailable(tmp_path: Path) -> No
     finally:
         service.close()
         engine.dispose()
+
+
+# --- reading the cache ahead --------------------------------------------------------------------------------
+
+
+def test_warming_up_steps_through_each_b_tree_a_lookup_reads_then_answers_as_before(
+    session: Session, runtime: Runtime, acme: Tenant, lookups: Lookups, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration = crm(session, runtime, acme)
+    make_cached_records(session, integration, [(f"c{i}", JANSEN, [f"020 123 45{i:02d}"]) for i in range(7)])
+    assert record_ids(look(lookups, acme, "0201234503")) == [("c3", "exact")]
+    monkeypatch.setattr(core.lookup_queries, "WARM_UP_ROWS", 2)
+    monkeypatch.setattr(core.lookup, "WARM_UP_ROWS", 2)
+    if engine.dialect.name != "sqlite":
+        assert list(lookups.warm_up()) == []  # PostgreSQL keeps its own cache: nothing to read ahead
+        return
+    executed: list[str] = []
+    connection = lookups._local.connection
+    connection.set_trace_callback(executed.append)
+    steps = len(list(lookups.warm_up()))
+    connection.set_trace_callback(None)
+    reads = [sql for sql in executed if "OFFSET" in sql]
+    assert steps == len(reads)
+    for statement, _ in WARM_UP_SQL:  # each b-tree, in slices of 2 + 1 entries, until nothing is left
+        table = statement.split(" FROM ")[1].split(" WHERE ")[0]
+        assert sum(f"FROM {table} WHERE" in sql for sql in reads) == 7 // 3 + 1, table
+    assert not connection.in_transaction  # every step ended its read transaction
+    assert record_ids(look(lookups, acme, "0201234503")) == [("c3", "exact")]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,8 +16,10 @@ from sqlalchemy.engine import Engine
 
 from core.cli import main
 from core.errors import ConfigurationError
+from core.lookup import LookupUnavailable
 from core.runtime import Runtime
 from core.serve import ServeOptions
+from core.shim.app import create_app
 from core.shim.service import HttpService
 from tests.shim.conftest import ServerThread, World
 
@@ -101,3 +105,29 @@ def test_an_unreachable_database_is_a_503_for_lookups_and_health(tmp_path: Path)
             assert health.status_code == 503 and health.json() == {"status": "degraded", "database": "unreachable"}
     finally:
         engine.dispose()
+
+
+async def test_the_shim_reads_the_cache_ahead_within_its_time_and_starts_even_if_that_fails(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(runtime)
+    shim = app.state.shim
+    try:
+        with caplog.at_level(logging.INFO, logger="core.shim.app"):
+            await shim.warm_up(seconds=0.0)  # out of time after the first step
+        if not shim.inline:  # PostgreSQL: lookups run in threads and the server caches; nothing is read ahead
+            assert "lookup cache" not in caplog.text
+            return
+        assert "the rest is read as lookups need it" in caplog.text
+        caplog.clear()
+
+        def unavailable() -> Iterator[None]:
+            raise LookupUnavailable("the cache database did not answer; try again in a moment")
+            yield
+
+        monkeypatch.setattr(shim.lookups, "warm_up", unavailable)
+        with caplog.at_level(logging.INFO, logger="core.shim.app"):
+            await shim.warm_up()
+        assert "could not read the lookup cache ahead" in caplog.text
+    finally:
+        shim.close()
