@@ -111,6 +111,9 @@ def test_bad_settings_name_the_field_before_the_crm_is_asked(cli: Cli) -> None:
         assert code == 2 and "HubSpot has no setting called 'colour'" in err
         code, _out, err = cli(*add_args(url, "--schedule", "every night"))
         assert code == 2 and "schedule" in err
+        code, _out, err = cli(*add_args(url, "--set", "access_token=pat-na1-\u2019quoted\u2019"))
+        assert code == 2 and "access_token: Access token: holds a character that cannot be sent to HubSpot" in err
+        assert "quoted" not in err
     assert crm.requests == []
 
 

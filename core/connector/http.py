@@ -25,6 +25,7 @@ import httpx
 from core import __version__
 from core.connector.base import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Clock, RetryPolicy, Sleep, Timeouts
 from core.errors import ConnectorError
+from core.presets.settings import not_ascii_message
 
 log = logging.getLogger("core.connector")
 
@@ -286,12 +287,7 @@ class CrmHttp:
                 continue
             for name, (label, text) in self._settings.items():
                 if not text.isascii() and text in value:
-                    raise ConnectorError(
-                        f"{label}: holds a character that cannot be sent to {self.crm} in an HTTP header (an accented "
-                        "letter, a typographic quote or a special space, for example); type it again in plain ASCII "
-                        f"characters, or copy it again from {self.crm}",
-                        field=name,
-                    )
+                    raise ConnectorError(not_ascii_message(label, self.crm), field=name)
             raise ConnectorError(
                 f"The {header} header for {self.crm} would hold a character that cannot be sent (not ASCII): "
                 "check the integration's settings for accented letters, typographic quotes or special spaces"

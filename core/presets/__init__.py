@@ -42,7 +42,7 @@ from core.presets.schema import (
     Setting,
     VCardPhone,
 )
-from core.presets.settings import validate_settings
+from core.presets.settings import check_header_values, header_settings, validate_settings
 from core.presets.template import Template, render_settings_template
 
 __all__ = [
@@ -74,7 +74,9 @@ __all__ = [
     "Setting",
     "Template",
     "VCardPhone",
+    "check_header_values",
     "get_preset",
+    "header_settings",
     "load_preset_module",
     "load_presets",
     "load_presets_from",

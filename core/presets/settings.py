@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from core.errors import InvalidInput
-from core.presets.schema import Preset, Setting
-from core.presets.template import render_settings_template
+from core.presets.schema import ApiKeyAuth, BearerAuth, HeaderAuth, Preset, Setting
+from core.presets.template import Template, render_settings_template
 
 
 def validate_settings(preset: Preset, values: Mapping[str, str]) -> dict[str, str]:
@@ -28,6 +28,49 @@ def validate_settings(preset: Preset, values: Mapping[str, str]) -> dict[str, st
             value = render_settings_template(setting.default, result)
         result[setting.name] = _check_value(preset, setting, value)
     return result
+
+
+def check_header_values(preset: Preset, values: Mapping[str, str]) -> None:
+    """Refuse, naming the setting, a value that would travel in an HTTP header but is not ASCII.
+
+    Header values carry ASCII only, so a token pasted with a typographic quote or a special space could
+    never be sent; the connector refuses it too (when it is about to send it), but an admin saving
+    the settings should hear it then, from the field itself.
+    """
+    for setting in preset.settings:
+        value = values.get(setting.name) or ""
+        if setting.name in header_settings(preset) and not value.isascii():
+            raise InvalidInput(not_ascii_message(setting.label, preset.name), field=setting.name)
+
+
+def not_ascii_message(label: str, crm: str) -> str:
+    """What to tell an admin whose setting ``label`` cannot travel in an HTTP header to ``crm``."""
+    return (
+        f"{label}: holds a character that cannot be sent to {crm} in an HTTP header (an accented letter, a "
+        f"typographic quote or a special space, for example); type it again in plain ASCII characters, or copy "
+        f"it again from {crm}"
+    )
+
+
+def header_settings(preset: Preset) -> frozenset[str]:
+    """The settings whose values the preset puts into HTTP header values."""
+    templates = [*preset.headers.values()]
+    for objects in preset.objects:
+        templates.extend(objects.headers.values())
+    auth = preset.auth
+    if isinstance(auth, ApiKeyAuth) and auth.location == "header":
+        templates.append(auth.value)
+    elif isinstance(auth, BearerAuth):
+        templates.append(auth.token)
+    elif isinstance(auth, HeaderAuth):
+        templates.extend(auth.headers.values())
+    names: set[str] = set()
+    for text in templates:
+        try:
+            names.update(Template.parse(text).names)
+        except ValueError:  # the preset loader refuses such templates; nothing to learn from one here
+            continue
+    return frozenset(names)
 
 
 def _check_value(preset: Preset, setting: Setting, value: str) -> str:

@@ -25,7 +25,7 @@ from core.connector import ConnectionTest, Connector, FetchedRecord, build_conne
 from core.db import session_scope
 from core.errors import NotFound
 from core.models import Integration, IntegrationPublic, SyncRunPublic, Tenant
-from core.presets import Preset, get_preset, validate_settings
+from core.presets import Preset, check_header_values, get_preset, validate_settings
 from core.runtime import Runtime
 from core.security import SecretBox
 from core.services import integration_tokens, integrations, oauth, scripts
@@ -36,8 +36,13 @@ from core.sync import ProgressCallback
 
 
 def check_values(preset: Preset, values: Mapping[str, str]) -> dict[str, str]:
-    """The admin's values checked against the preset, defaults filled in (``InvalidInput`` names the field)."""
-    return validate_settings(preset, values)
+    """The admin's values checked against the preset, defaults filled in (``InvalidInput`` names the field).
+
+    Also refuses a value that would travel in an HTTP header but is not ASCII, before anything is saved.
+    """
+    checked = validate_settings(preset, values)
+    check_header_values(preset, checked)
+    return checked
 
 
 def split_values(preset: Preset, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

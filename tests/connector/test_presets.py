@@ -9,7 +9,9 @@ import pytest
 from core.errors import InvalidInput, NotFound, PresetError
 from core.presets import (
     PAGINATION_STYLES,
+    check_header_values,
     get_preset,
+    header_settings,
     load_presets,
     load_presets_from,
     parse_preset,
@@ -350,3 +352,30 @@ def test_choice_and_number_settings() -> None:
 def test_values_are_trimmed() -> None:
     values = validate_settings(get_preset("hubspot"), {"access_token": " pat-1 \n", "portal_id": " 42 "})
     assert (values["access_token"], values["portal_id"]) == ("pat-1", "42")
+
+
+# ------------------------------------------------------------------------------------------- header values
+
+
+def test_header_settings_are_those_the_auth_and_preset_headers_use() -> None:
+    assert header_settings(get_preset("hubspot")) == {"access_token"}  # Authorization: Bearer {access_token}
+    assert header_settings(get_preset("insightly")) == set()  # Basic: base64 carries any character
+    custom = api_preset(
+        CURSOR_OBJECT,
+        settings='[[settings]]\nname = "key"\nlabel = "API key"\nkind = "secret"\n'
+        '[[settings]]\nname = "agent"\nlabel = "Agent"\n[[settings]]\nname = "note"\nlabel = "Note"\n',
+        auth='type = "api_key"\nin = "header"\nname = "X-Key"\nvalue = "{key}"',
+        top='headers = { "X-Agent" = "agent {agent}" }',
+    )
+    assert header_settings(custom) == {"key", "agent"}
+
+
+def test_a_header_value_that_is_not_ascii_is_refused_naming_its_setting() -> None:
+    preset = get_preset("hubspot")
+    with pytest.raises(InvalidInput) as caught:
+        check_header_values(preset, {"access_token": "pat-na1-\u201cabc\u201d", "portal_id": "1"})
+    assert caught.value.field == "access_token"
+    assert caught.value.message.startswith("Access token: holds a character that cannot be sent to HubSpot")
+    assert "abc" not in caught.value.message  # the secret is not repeated
+    check_header_values(preset, {"access_token": "pat-na1-abc", "portal_id": "1"})
+    check_header_values(get_preset("insightly"), {"api_key": "clé", "pod": "na1"})  # Basic: sent base64-encoded
