@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -245,3 +246,23 @@ def test_bad_settings_are_refused_before_a_sign_in_starts(setup: Setup, adding: 
     assert code == 2 and "schedule" in err
     with Session(engine) as session:
         assert session.exec(select(OAuthAuthorization)).all() == []
+
+
+def test_a_shim_that_does_not_answer_where_the_crm_sends_the_browser_is_warned_about(
+    setup: Setup, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on any more
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("SWITCHBOARD_PUBLIC_URL", closed)
+    url = setup.crm_url
+    code, out, err = setup.cli(
+        "integration", "add", "--tenant", "acme", "--preset", "superoffice", "--set", f"tenant={TENANT}",
+        "--set", f"client_id={CLIENT_ID}", "--set", f"client_secret={CLIENT_SECRET}",
+        "--set", f"login_url={url}/login/common/oauth", "--set", f"api_base_url={url}/{TENANT}/api/v1",
+        "--timeout", "0.2",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert f"warning: nothing answered at {closed} from here (ConnectError): start `switchboard serve` there" in err
+    assert f"back to {closed}{CALLBACK_PATH}" in err  # the sign-in still went ahead: only advice
+    assert CLIENT_SECRET not in err and integrations(engine) == []

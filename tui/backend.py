@@ -346,6 +346,10 @@ class Backend:
                 redirect_base=self.runtime.settings.public_base_url(),
             )
 
+    def callback_problem(self, pending: oauth.PendingAuthorization) -> str | None:
+        """Why the CRM's redirect may find no shim at its address (asked over HTTP); None if one answers."""
+        return oauth.callback_problem(pending.redirect_uri)
+
     def sign_in_status(self, identity: Identity, state: str) -> oauth.AuthorizationStatus:
         """How a started sign-in stands (pending, completed, failed, expired, used)."""
         with self._session() as session:

@@ -166,7 +166,7 @@ def browser_sign_in(
             preset_key=preset.key, settings=values, redirect_base=state.runtime.settings.public_base_url(),
         )  # fmt: skip
     try:
-        _show_sign_in(preset, pending)
+        _show_sign_in(preset, pending, oauth.callback_problem(pending.redirect_uri))
         _wait_for_sign_in(state, tenant_slug, preset, pending, timeout)
         click.echo(f"signed in at {preset.name}; testing the connection", err=True)
         yield pending.state
@@ -180,9 +180,15 @@ def browser_sign_in(
         raise
 
 
-def _show_sign_in(preset: Preset, pending: oauth.PendingAuthorization) -> None:
+def _show_sign_in(preset: Preset, pending: oauth.PendingAuthorization, problem: str | None) -> None:
     """Tell the admin where to sign in, where the CRM sends the browser back, and how long it may take."""
     until = pending.expires_at.strftime("%H:%M UTC")
+    if problem is not None:
+        click.echo(
+            f"warning: {problem}: start `switchboard serve` there, or set SWITCHBOARD_PUBLIC_URL to the address "
+            "where it runs (`switchboard serve` prints it)",
+            err=True,
+        )
     click.echo(
         f"To connect {preset.name}, open this address in a browser and sign in:\n\n  {pending.url}\n\n"
         f"{preset.name} sends the browser back to {pending.redirect_uri}: `switchboard serve` must be running "

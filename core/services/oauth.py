@@ -113,6 +113,25 @@ def redirect_uri_for(redirect_base: str) -> str:
     return redirect_base.rstrip("/") + CALLBACK_PATH
 
 
+def callback_problem(redirect_uri: str, *, timeout: float = 2.0) -> str | None:
+    """Why a browser sent back to ``redirect_uri`` may find no shim there, as seen from here; None if one answers.
+
+    Asks ``/healthz`` at the same address. Only advice: a browser may reach an address this machine cannot
+    (or the other way round), so callers warn and go on.
+    """
+    base = redirect_uri.removesuffix(CALLBACK_PATH)
+    try:
+        response = httpx.get(base + "/healthz", timeout=timeout)
+        body = response.json()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return f"nothing answered at {base} from here ({type(exc).__name__})"
+    except ValueError:
+        body = None
+    if response.status_code in (200, 503) and isinstance(body, dict) and "database" in body:
+        return None
+    return f"{base} answered, but not as switchboard's HTTP shim (HTTP {response.status_code})"
+
+
 def begin_authorization(
     *,
     session: Session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,9 +26,11 @@ from core.services.integration_tokens import read_tokens, store_tokens, token_sa
 from core.services.oauth import (
     CALLBACK_PATH,
     begin_authorization,
+    callback_problem,
     complete_authorization,
     keep_renewed_tokens,
     purge_authorizations,
+    redirect_uri_for,
     take_tokens,
 )
 from core.services.oauth import authorization_status as status_of
@@ -455,3 +458,22 @@ def test_the_public_address_defaults_to_the_local_shim_and_refuses_plain_http_el
             load_settings(public_url=bad)
         assert caught.value.field == "public_url" and words in caught.value.message
         assert "SWITCHBOARD_PUBLIC_URL" in caught.value.message
+
+
+# --- is the shim where the CRM will send the browser? ------------------------------------------------------
+
+
+def test_callback_problem_tells_a_missing_or_foreign_server_from_the_shim(
+    runtime: Runtime, crm: tuple[SuperOfficeEmulator, str]
+) -> None:
+    from tests.shim.conftest import ServerThread
+
+    with ServerThread(runtime) as shim:
+        assert callback_problem(redirect_uri_for(shim.url)) is None
+    with socket.socket() as probe:  # a port nothing listens on any more
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert callback_problem(redirect_uri_for(closed)) == f"nothing answered at {closed} from here (ConnectError)"
+    _, url = crm  # something else answers there
+    problem = callback_problem(redirect_uri_for(url))
+    assert problem is not None and problem.startswith(f"{url} answered, but not as switchboard's HTTP shim (HTTP ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -280,6 +281,9 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
         persons=[{"personId": 501, "contactId": 1, "fullName": "Pieter Post", "retired": False,
                   "personDirectPhone/formattedNumber": "+31 20 555 0199"}],
     )  # fmt: skip
+    with socket.socket() as probe:  # where the shim is said to be, though nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        world.runtime.settings.public_url = closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with serve(emulator.app) as url:
         app = world.app()
         async with app.run_test(size=(100, 40)) as pilot:
@@ -298,6 +302,7 @@ async def test_an_oauth_preset_waits_for_the_sign_in_then_tests_and_keeps_the_to
             await settle(pilot)
             shown = text_of(wizard.query_one("#oauth-url"))
             assert "Open this address in your browser" in shown
+            assert f"Warning: nothing answered at {closed} from here" in " ".join(shown.split())
             assert "Waiting for you to sign in" in text_of(wizard.query_one("#oauth-status"))
             address = wizard.query_one(ConfigStep).sign_in_url
             assert address is not None and address.startswith(url)

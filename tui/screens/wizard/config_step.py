@@ -99,6 +99,7 @@ class ConfigStep(ReportsFailures, VerticalScroll):
         """The CRM's sign-in address is ready."""
 
         pending: PendingAuthorization
+        problem: str | None = None  # why the CRM's redirect may find no shim (see oauth.callback_problem)
 
     @dataclass
     class SignInStatus(Message):
@@ -242,7 +243,8 @@ class ConfigStep(ReportsFailures, VerticalScroll):
     def begin_sign_in(self, preset_key: str, values: dict[str, str]) -> None:
         """Ask core for the CRM's sign-in address and a state to wait on."""
         app = self.switchboard
-        self.post_message(self.SignInStarted(app.backend.begin_sign_in(app.require_identity(), preset_key, values)))
+        pending = app.backend.begin_sign_in(app.require_identity(), preset_key, values)
+        self.post_message(self.SignInStarted(pending, app.backend.callback_problem(pending)))
 
     def on_config_step_sign_in_started(self, message: SignInStarted) -> None:
         """Show the address and wait, looking every two seconds."""
@@ -251,10 +253,17 @@ class ConfigStep(ReportsFailures, VerticalScroll):
         self._waiting_for = pending.state
         self.sign_in_url = pending.url
         self.query_one("#oauth-copy", Button).disabled = False
-        self.query_one("#oauth-url", Static).update(
+        shown = Text(
             f"Open this address in your browser and sign in:\n{pending.url}\n\nThe CRM then sends your browser "
             f"back to {pending.redirect_uri} (switchboard serve must be running there)."
         )
+        if message.problem is not None:
+            shown.append(
+                f"\n\nWarning: {message.problem}: start switchboard serve there, or set SWITCHBOARD_PUBLIC_URL to "
+                "the address where it runs.",
+                style="yellow",
+            )
+        self.query_one("#oauth-url", Static).update(shown)
         until = local_time(pending.expires_at, "UTC").split(" ")[1]
         self.query_one("#oauth-status", Static).update(Text(f"Waiting for you to sign in (until {until} UTC)…"))
         if self._poll is not None:
