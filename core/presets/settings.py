@@ -37,9 +37,9 @@ def check_header_values(preset: Preset, values: Mapping[str, str]) -> None:
     never be sent; the connector refuses it too (when it is about to send it), but an admin saving
     the settings should hear it then, from the field itself.
     """
+    in_headers = header_settings(preset)
     for setting in preset.settings:
-        value = values.get(setting.name) or ""
-        if setting.name in header_settings(preset) and not value.isascii():
+        if setting.name in in_headers and not (values.get(setting.name) or "").isascii():
             raise InvalidInput(not_ascii_message(setting.label, preset.name), field=setting.name)
 
 
