@@ -16,7 +16,9 @@ for a number of the big tenant asked before in the run (each connection walks it
 row starts further on).
 
 Figures (the issue's targets): lookup throughput >= 60% of the same server's ``/healthz`` throughput, p99 of
-lookups under 32 concurrent clients <= 20 ms, zero errors, ready within 3 s of start, RSS <= 500 MB. The table
+lookups under 32 concurrent clients <= 20 ms, zero errors, ready within 3 s of start, RSS <= 500 MB. The
+server reads its cache once before it answers (``Shim.warm_up``): "ready" includes that. RSS includes the
+cache file's pages, which the lookups read through a memory map; the line below it says how much. The table
 also gives the server's CPU time per request (from /proc): on a machine shared with other work, throughput and
 latency move with the neighbours' load, CPU time per request much less so.
 
