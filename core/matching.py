@@ -53,11 +53,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
 from core.errors import InvalidInput, PhoneNumberError
 from core.models import ScriptWhen
-from core.numbers import PhoneNumber, normalize
+from core.numbers import PhoneNumber, normalize, split_calling_code
 from core.templates import render
 
 MIN_PARTIAL_DIGITS = 8
@@ -288,10 +286,7 @@ def split_e164(e164: str) -> tuple[str, str] | None:
     digits = e164[1:]
     if not e164.startswith("+") or not digits.isascii() or not digits.isdigit():
         return None
-    for size in (1, 2, 3):
-        if int(digits[:size]) in COUNTRY_CODE_TO_REGION_CODE:
-            return digits[:size], digits[size:]
-    return None
+    return split_calling_code(digits)
 
 
 def partial_prefix(caller: PhoneNumber, *, digits: int) -> str | None:

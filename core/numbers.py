@@ -46,6 +46,7 @@ __all__ = [
     "national_form",
     "normalize",
     "significant_digits",
+    "split_calling_code",
     "split_numbers",
     "suffix_key",
     "written_as_e164",
@@ -219,6 +220,17 @@ def _parse_external(raw: str, text: str, country: str) -> PhoneNumber:
     )
 
 
+def split_calling_code(digits: str) -> tuple[str, str] | None:
+    """(calling code, the rest) of the ASCII digits after an E.164's ``+``; None if no calling code starts them.
+
+    Calling codes are prefix-free, so the first one to three digits that are a known code are it.
+    """
+    for size in (1, 2, 3):
+        if int(digits[:size]) in COUNTRY_CODE_TO_REGION_CODE:
+            return digits[:size], digits[size:]
+    return None
+
+
 def _parse_plus_digits(digits: str) -> phonenumbers.PhoneNumber | None:
     """What ``phonenumbers.parse`` gives for ``"+" + digits`` whatever the default region, or None: parse it.
 
@@ -230,13 +242,10 @@ def _parse_plus_digits(digits: str) -> phonenumbers.PhoneNumber | None:
     """
     if not (2 < len(digits) <= _MAX_E164_DIGITS and digits.isascii() and digits.isdigit()) or digits[0] == "0":
         return None
-    for size in (1, 2, 3):
-        code = int(digits[:size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
+    parts = split_calling_code(digits)
+    if parts is None:
         return None
-    national = digits[size:]
+    code, national = int(parts[0]), parts[1]
     if not _MIN_NSN <= len(national) <= _MAX_NSN:
         return None
     region = phonenumbers.region_code_for_country_code(code)
