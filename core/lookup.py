@@ -40,7 +40,6 @@ from core.errors import NotFound, SwitchboardError
 from core.lookup_queries import (
     EXACT_ROW_LIMIT,
     TOUCH,
-    WARM_UP_ROWS,
     WARM_UP_SQL,
     Prepared,
     Statements,
@@ -48,6 +47,7 @@ from core.lookup_queries import (
     fingerprint,
     load_rules,
     utc_column,
+    warm_up_step,
 )
 from core.matching import (
     MAX_MATCHES,
@@ -236,7 +236,7 @@ class Lookups:
         for statement, start in WARM_UP_SQL:
             after: Any = start
             while after is not None:
-                after = self._run(partial(_key_after, statement=statement, after=after))
+                after = self._run(partial(warm_up_step, statement=statement, after=after))
                 yield
 
     def close(self) -> None:
@@ -393,12 +393,6 @@ class Lookups:
                 connection.execute(TOUCH, {"token_id": token_id, "now": now, "cutoff": now - TOKEN_TOUCH_INTERVAL})
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not record a token's last use: %s", type(exc).__name__)
-
-
-def _key_after(cursor: Any, *, statement: str, after: Any) -> Any:
-    """Step through :data:`WARM_UP_ROWS` entries after ``after``; the key reached, or None at the end."""
-    row = cursor.execute(statement, {"after": after, "rows": WARM_UP_ROWS}).fetchone()
-    return None if row is None else row[0]
 
 
 def _close_quietly(connection: Any) -> None:

@@ -156,6 +156,12 @@ WARM_UP_ROWS = 50_000
 """Entries one warm-up step reads (a few milliseconds)."""
 
 
+def warm_up_step(cursor: Any, *, statement: str, after: Any) -> Any:
+    """Step through :data:`WARM_UP_ROWS` entries after ``after``; the key reached, or None at the end."""
+    row = cursor.execute(statement, {"after": after, "rows": WARM_UP_ROWS}).fetchone()
+    return None if row is None else row[0]
+
+
 # --- running them -------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-import core.lookup
 import core.lookup_queries
 import core.matching
 from core.db import make_engine
@@ -695,7 +694,6 @@ def test_warming_up_steps_through_each_b_tree_a_lookup_reads_then_answers_as_bef
     make_cached_records(session, integration, [(f"c{i}", JANSEN, [f"020 123 45{i:02d}"]) for i in range(7)])
     assert record_ids(look(lookups, acme, "0201234503")) == [("c3", "exact")]
     monkeypatch.setattr(core.lookup_queries, "WARM_UP_ROWS", 2)
-    monkeypatch.setattr(core.lookup, "WARM_UP_ROWS", 2)
     if engine.dialect.name != "sqlite":
         assert list(lookups.warm_up()) == []  # PostgreSQL keeps its own cache: nothing to read ahead
         return
